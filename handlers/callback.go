@@ -1,0 +1,176 @@
+package handlers
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// callback serves the server URL typed into the MP console.
+type callback struct {
+	token     string
+	cipher    *wechat.Cipher
+	responder Responder
+	log       *slog.Logger
+	dedupe    *dedupe
+	now       func() time.Time
+}
+
+const (
+	contentTypeText = echo.MIMETextPlainCharsetUTF8
+	contentTypeXML  = echo.MIMETextXMLCharsetUTF8
+)
+
+// verifyURL answers WeChat's URL verification: echostr verbatim when the
+// signature holds.
+func (cb *callback) verifyURL(c echo.Context) error {
+	if err := cb.checkSignature(c); err != nil {
+		return err
+	}
+	return c.String(http.StatusOK, c.QueryParam("echostr"))
+}
+
+// checkSignature verifies the plain `signature` every request carries:
+// 401 when it is missing, 403 when it is wrong.
+func (cb *callback) checkSignature(c echo.Context) error {
+	q := c.QueryParams()
+	sig := q.Get("signature")
+	if sig == "" || q.Get("timestamp") == "" || q.Get("nonce") == "" {
+		return echo.NewHTTPError(http.StatusUnauthorized, "missing signature, timestamp or nonce")
+	}
+	if !wechat.VerifySignature(cb.token, sig, q.Get("timestamp"), q.Get("nonce")) {
+		return echo.NewHTTPError(http.StatusForbidden, "invalid signature")
+	}
+	return nil
+}
+
+// receive is the callback proper. It answers at once: the Responder only
+// decides and queues, and every outbound call happens after the answer.
+func (cb *callback) receive(c echo.Context) error {
+	if err := cb.checkSignature(c); err != nil {
+		return err
+	}
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	m, encrypted, err := cb.open(c, body)
+	if err != nil {
+		return err
+	}
+	log := cb.log.With("openid", m.FromUserName, "msg_type", m.MsgType)
+	if m.MsgId != "" {
+		log = log.With("msg_id", m.MsgId)
+	}
+	if m.Event != "" {
+		log = log.With("event", m.Event)
+	}
+	if tags := m.UnknownTags(); len(tags) > 0 {
+		log.Info("callback carries tags wxreply does not model", "tags", tags)
+	}
+
+	a, first := cb.dedupe.begin(m.DedupeKey())
+	if !first {
+		log.Info("dropped WeChat retry of a callback already handled")
+		ct, body, ok := a.wait()
+		if !ok {
+			return c.String(http.StatusOK, "success")
+		}
+		return c.Blob(http.StatusOK, ct, body)
+	}
+	ct, out := contentTypeText, []byte("success")
+	defer func() { a.finish(ct, out) }()
+
+	passive := cb.responder.Respond(c.Request().Context(), m)
+	if passive != nil {
+		if xml, err := cb.passiveReply(c, m, passive, encrypted); err != nil {
+			log.Error("passive reply not sent", "error", err)
+		} else {
+			ct, out = contentTypeXML, xml
+		}
+	}
+	return c.Blob(http.StatusOK, ct, out)
+}
+
+// readBody reads at most MaxBodyBytes: 413 beyond that.
+func readBody(c echo.Context) ([]byte, error) {
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, MaxBodyBytes)
+	body, err := io.ReadAll(r)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, "body over 64 KiB")
+	case err != nil:
+		return nil, echo.NewHTTPError(http.StatusBadRequest, "reading body failed")
+	}
+	return body, nil
+}
+
+// open parses the body and, for encrypt_type=aes, checks msg_signature and
+// decrypts it. encrypted reports whether the answer must be encrypted.
+func (cb *callback) open(c echo.Context, body []byte) (m *wechat.Message, encrypted bool, err error) {
+	outer, err := wechat.ParseMessage(body)
+	if err != nil {
+		return nil, false, badXML(err)
+	}
+	if c.QueryParam("encrypt_type") != "aes" && outer.Encrypt == "" {
+		return outer, false, nil
+	}
+	if cb.cipher == nil {
+		if outer.MsgType != "" {
+			// Compatible mode carries the plaintext too: use it, and answer
+			// in plaintext, which WeChat accepts in that mode.
+			return outer, false, nil
+		}
+		cb.log.Warn("encrypted callback refused: no EncodingAESKey configured (set WECHAT_ENCODING_AES_KEY, or switch the MP console to plaintext mode)")
+		return nil, false, echo.NewHTTPError(http.StatusBadRequest, "encrypted message, but no EncodingAESKey configured")
+	}
+	if outer.Encrypt == "" {
+		return nil, false, echo.NewHTTPError(http.StatusBadRequest, "encrypt_type=aes but no <Encrypt> element")
+	}
+	q := c.QueryParams()
+	msgSig := q.Get("msg_signature")
+	if msgSig == "" {
+		return nil, false, echo.NewHTTPError(http.StatusUnauthorized, "missing msg_signature")
+	}
+	if !wechat.VerifyMsgSignature(cb.token, msgSig, q.Get("timestamp"), q.Get("nonce"), outer.Encrypt) {
+		return nil, false, echo.NewHTTPError(http.StatusForbidden, "invalid msg_signature")
+	}
+	plain, err := cb.cipher.Decrypt(outer.Encrypt)
+	if errors.Is(err, wechat.ErrAppIDMismatch) {
+		cb.log.Warn("encrypted callback refused: AppID inside does not match WECHAT_APPID")
+		return nil, false, echo.NewHTTPError(http.StatusForbidden, "message is for another AppID")
+	}
+	if err != nil {
+		return nil, false, echo.NewHTTPError(http.StatusBadRequest, "cannot decrypt message").SetInternal(err)
+	}
+	inner, err := wechat.ParseMessage(plain)
+	if err != nil {
+		return nil, false, badXML(err)
+	}
+	return inner, true, nil
+}
+
+func badXML(err error) error {
+	if errors.Is(err, wechat.ErrDoctype) {
+		return echo.NewHTTPError(http.StatusBadRequest, "XML with DOCTYPE or entities is refused")
+	}
+	return echo.NewHTTPError(http.StatusBadRequest, "malformed XML").SetInternal(err)
+}
+
+// passiveReply encodes the reply to m, encrypted when m came encrypted.
+func (cb *callback) passiveReply(c echo.Context, m *wechat.Message, reply *wechat.CustomMessage, encrypted bool) ([]byte, error) {
+	now := cb.now()
+	xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, now.Unix(), reply)
+	if err != nil || !encrypted {
+		return xml, err
+	}
+	return cb.cipher.EncryptReply(cb.token, xml, strconv.FormatInt(now.Unix(), 10), c.QueryParam("nonce"))
+}

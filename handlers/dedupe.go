@@ -1,0 +1,72 @@
+package handlers
+
+import (
+	"time"
+
+	"github.com/patrickmn/go-cache"
+)
+
+// DefaultDedupeTTL covers WeChat's retry period: it waits five seconds for
+// an answer and tries three more times, so every copy of a message arrives
+// within about twenty seconds of the first.
+const DefaultDedupeTTL = 60 * time.Second
+
+// retryWait bounds how long a retry waits for the first copy's answer, so
+// the retry itself is still answered inside WeChat's five seconds.
+const retryWait = 4 * time.Second
+
+// dedupe remembers the callbacks it has seen, keyed by
+// wechat.Message.DedupeKey, together with the answer given to the first
+// copy. A retry gets that same answer without being handled again, even
+// when it arrives while the first copy is still being handled.
+type dedupe struct {
+	seen *cache.Cache
+}
+
+// answer is what the first copy of a callback was answered with.
+type answer struct {
+	done        chan struct{} // closed once contentType and body are set
+	contentType string
+	body        []byte
+}
+
+func newDedupe(ttl time.Duration) *dedupe {
+	return &dedupe{seen: cache.New(ttl, ttl)}
+}
+
+// begin registers key. first is true when this is the first copy: the
+// caller must handle it and call finish on the answer. Otherwise the
+// answer is the first copy's, to wait on.
+func (d *dedupe) begin(key string) (a *answer, first bool) {
+	fresh := &answer{done: make(chan struct{})}
+	for {
+		if d.seen.Add(key, fresh, cache.DefaultExpiration) == nil {
+			return fresh, true
+		}
+		// Add fails only when the key is present; it may expire between
+		// the two calls, in which case the next Add succeeds.
+		if v, ok := d.seen.Get(key); ok {
+			return v.(*answer), false
+		}
+	}
+}
+
+// finish records the first copy's answer and releases any waiting retries.
+func (a *answer) finish(contentType string, body []byte) {
+	a.contentType = contentType
+	a.body = body
+	close(a.done)
+}
+
+// wait returns the first copy's answer, or ok false when it is not ready
+// within retryWait.
+func (a *answer) wait() (contentType string, body []byte, ok bool) {
+	t := time.NewTimer(retryWait)
+	defer t.Stop()
+	select {
+	case <-a.done:
+		return a.contentType, a.body, true
+	case <-t.C:
+		return "", nil, false
+	}
+}
