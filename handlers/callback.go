@@ -65,20 +65,13 @@ func (cb *callback) receive(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	log := cb.log.With("openid", m.FromUserName, "msg_type", m.MsgType)
-	if m.MsgId != "" {
-		log = log.With("msg_id", m.MsgId)
-	}
-	if m.Event != "" {
-		log = log.With("event", m.Event)
-	}
 	if tags := m.UnknownTags(); len(tags) > 0 {
-		log.Info("callback carries tags wxreply does not model", "tags", tags)
+		cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags)...)
 	}
 
 	a, first := cb.dedupe.begin(m.DedupeKey())
 	if !first {
-		log.Info("dropped WeChat retry of a callback already handled")
+		cb.log.Info("dropped WeChat retry of a callback already handled", msgAttrs(m)...)
 		ct, body, ok := a.wait()
 		if !ok {
 			return c.String(http.StatusOK, "success")
@@ -91,12 +84,25 @@ func (cb *callback) receive(c echo.Context) error {
 	passive := cb.responder.Respond(c.Request().Context(), m)
 	if passive != nil {
 		if xml, err := cb.passiveReply(c, m, passive, encrypted); err != nil {
-			log.Error("passive reply not sent", "error", err)
+			cb.log.Error("passive reply not sent", append(msgAttrs(m), "error", err)...)
 		} else {
 			ct, out = contentTypeXML, xml
 		}
 	}
 	return c.Blob(http.StatusOK, ct, out)
+}
+
+// msgAttrs are the log attributes that identify m. They are built only
+// when a line is written: the callback path logs nothing else per request.
+func msgAttrs(m *wechat.Message) []any {
+	attrs := []any{"openid", m.FromUserName, "msg_type", m.MsgType}
+	if m.MsgId != "" {
+		attrs = append(attrs, "msg_id", m.MsgId)
+	}
+	if m.Event != "" {
+		attrs = append(attrs, "event", m.Event)
+	}
+	return attrs
 }
 
 // readBody reads at most MaxBodyBytes: 413 beyond that.

@@ -234,11 +234,11 @@ func TestEncryptedModes(t *testing.T) {
 			for _, u := range reply.Unknown {
 				switch u.XMLName.Local {
 				case "MsgSignature":
-					sig = cdata(u.Inner)
+					sig = u.Value
 				case "TimeStamp":
-					ts = cdata(u.Inner)
+					ts = u.Value
 				case "Nonce":
-					nonce = cdata(u.Inner)
+					nonce = u.Value
 				}
 			}
 			if !wechat.VerifyMsgSignature(testToken, sig, ts, nonce, reply.Encrypt) {
@@ -246,11 +246,6 @@ func TestEncryptedModes(t *testing.T) {
 			}
 		})
 	}
-}
-
-func cdata(s string) string {
-	s = strings.TrimPrefix(s, "<![CDATA[")
-	return strings.TrimSuffix(s, "]]>")
 }
 
 func TestEncryptedRefused(t *testing.T) {

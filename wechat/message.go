@@ -74,10 +74,11 @@ type Message struct {
 	Unknown []UnknownElement `xml:",any"`
 }
 
-// UnknownElement is a tag Message does not model, kept for logging.
+// UnknownElement is a tag Message does not model, kept for logging: its
+// name and its text (the text of nested elements is not kept).
 type UnknownElement struct {
 	XMLName xml.Name
-	Inner   string `xml:",innerxml"`
+	Value   string `xml:",chardata"`
 }
 
 // ScanCodeInfo comes with scancode_push and scancode_waitmsg.

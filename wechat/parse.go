@@ -29,20 +29,54 @@ var (
 // ErrMalformed. Unknown tags and unknown MsgType or Event values parse
 // fine: unknown tags land in Message.Unknown.
 func ParseMessage(body []byte) (*Message, error) {
-	// Two passes over a body of at most a few KiB: the first checks the
-	// document's shape token by token, the second decodes with the plain
-	// encoding/xml decoder, the only one that can fill innerxml fields.
-	if err := checkShape(body); err != nil {
+	// A directive can only hide behind "<!" that opens neither a comment
+	// nor CDATA. Only a body with such a "<!" pays for a full token-by-token
+	// check first; every body is decoded in a single pass, its prolog and
+	// epilog checked by hand around the root.
+	if mayHoldDirective(body) {
+		if err := checkShape(body); err != nil {
+			return nil, err
+		}
+	}
+	sc := &shapeChecker{d: newStrictDecoder(body)}
+	root, err := sc.root()
+	if err != nil {
 		return nil, err
 	}
-	d := newStrictDecoder(body)
 	m := new(Message)
-	if err := d.Decode(m); err != nil {
+	if err := sc.d.DecodeElement(m, &root); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	sc.depth = 0
+	if err := sc.drain(); err != nil {
+		return nil, err
 	}
 	m.MsgType = strings.TrimSpace(m.MsgType)
 	m.Event = strings.TrimSpace(m.Event)
 	return m, nil
+}
+
+// mayHoldDirective reports whether body has a "<!" that does not open a
+// comment or a CDATA section.
+func mayHoldDirective(body []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(body[i:], []byte("<!"))
+		if j < 0 {
+			return false
+		}
+		rest := body[i+j:]
+		if !bytes.HasPrefix(rest, []byte("<![CDATA[")) && !bytes.HasPrefix(rest, []byte("<!--")) {
+			return true
+		}
+		i += j + 2
+	}
+}
+
+// checkShape reads every token once: well-formedness, no directives, a
+// single root named xml.
+func checkShape(body []byte) error {
+	sc := &shapeChecker{d: newStrictDecoder(body)}
+	return sc.drain()
 }
 
 // newStrictDecoder returns a decoder that knows only XML's five
@@ -55,45 +89,79 @@ func newStrictDecoder(body []byte) *xml.Decoder {
 	return d
 }
 
-// checkShape reads every token once: well-formedness, no directives, a
-// single root named xml.
-func checkShape(body []byte) error {
-	d := newStrictDecoder(body)
-	depth, roots := 0, 0
+// shapeChecker reads tokens while checking the document's shape:
+// well-formed, no directives, a single root named xml, no text outside it.
+// Its first error sticks.
+type shapeChecker struct {
+	d            *xml.Decoder
+	depth, roots int
+	err          error
+}
+
+func (s *shapeChecker) Token() (xml.Token, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	tok, err := s.d.Token()
+	if err == io.EOF {
+		if s.roots == 0 {
+			s.err = fmt.Errorf("%w: no root element", ErrMalformed)
+			return nil, s.err
+		}
+		return nil, io.EOF
+	}
+	if err != nil {
+		s.err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, s.err
+	}
+	switch t := tok.(type) {
+	case xml.Directive:
+		s.err = fmt.Errorf("%w: found %s", ErrDoctype, directiveName(t))
+	case xml.StartElement:
+		if s.depth == 0 {
+			s.roots++
+			if s.roots > 1 {
+				s.err = fmt.Errorf("%w: more than one root element", ErrMalformed)
+			} else if t.Name.Local != "xml" || t.Name.Space != "" {
+				s.err = fmt.Errorf("%w: root element is %q, want <xml>", ErrMalformed, shortName(t.Name))
+			}
+		}
+		s.depth++
+	case xml.EndElement:
+		s.depth--
+	case xml.CharData:
+		if s.depth == 0 && len(bytes.Trim(t, " \t\r\n")) > 0 {
+			s.err = fmt.Errorf("%w: text outside the root element", ErrMalformed)
+		}
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	return tok, nil
+}
+
+// root reads the prolog and returns the root element's start.
+func (s *shapeChecker) root() (xml.StartElement, error) {
 	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
+		tok, err := s.Token()
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformed, err)
+			return xml.StartElement{}, err
 		}
-		switch t := tok.(type) {
-		case xml.Directive:
-			return fmt.Errorf("%w: found %s", ErrDoctype, directiveName(t))
-		case xml.StartElement:
-			if depth == 0 {
-				roots++
-				if roots > 1 {
-					return fmt.Errorf("%w: more than one root element", ErrMalformed)
-				}
-				if t.Name.Local != "xml" || t.Name.Space != "" {
-					return fmt.Errorf("%w: root element is %q, want <xml>", ErrMalformed, shortName(t.Name))
-				}
-			}
-			depth++
-		case xml.EndElement:
-			depth--
-		case xml.CharData:
-			if depth == 0 && len(bytes.Trim(t, " \t\r\n")) > 0 {
-				return fmt.Errorf("%w: text outside the root element", ErrMalformed)
-			}
+		if start, ok := tok.(xml.StartElement); ok {
+			return start, nil
 		}
 	}
-	if roots == 0 {
-		return fmt.Errorf("%w: no root element", ErrMalformed)
+}
+
+// drain reads the rest of the document, checking every token.
+func (s *shapeChecker) drain() error {
+	for {
+		if _, err := s.Token(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 // shortName names an element for an error message, cut short.
