@@ -1,0 +1,288 @@
+package wechat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/patrickmn/go-cache"
+	"golang.org/x/sync/singleflight"
+)
+
+// DefaultAPIBase is the WeChat API that ClientOptions.BaseURL defaults to.
+const DefaultAPIBase = "https://api.weixin.qq.com"
+
+// API paths. The fake API in wechattest serves the same paths, and its
+// failure controls take them as names.
+const (
+	PathToken        = "/cgi-bin/token"
+	PathStableToken  = "/cgi-bin/stable_token"
+	PathCustomSend   = "/cgi-bin/message/custom/send"
+	PathTemplateSend = "/cgi-bin/message/template/send"
+	PathTyping       = "/cgi-bin/message/custom/typing"
+	PathMediaUpload  = "/cgi-bin/media/upload"
+)
+
+// Default timeouts of one API call; a Sender bounds a message's retries
+// on top of them.
+const (
+	DefaultCallTimeout   = 10 * time.Second
+	DefaultUploadTimeout = 60 * time.Second
+)
+
+// maxAnswer bounds what is read of an API answer: WeChat's are a few
+// hundred bytes, and a proxy's error page must not fill memory.
+const maxAnswer = 1 << 20
+
+// ClientOptions configures a Client. AppID and AppSecret are required for
+// any call that needs an access token.
+type ClientOptions struct {
+	BaseURL   string // WECHAT_API_BASE; DefaultAPIBase when empty
+	AppID     string
+	AppSecret string
+
+	// HTTPClient is shared by every call. Nil means a client with its own
+	// keep-alive pool sized for a Sender's workers and no redirects.
+	HTTPClient *http.Client
+
+	// UseLegacyToken fetches tokens from the plain /cgi-bin/token, which
+	// invalidates every other process's token on each fetch. The default,
+	// stable_token, does not.
+	UseLegacyToken bool
+
+	// Timeout bounds one API call (DefaultCallTimeout when zero);
+	// UploadTimeout bounds one media upload (DefaultUploadTimeout).
+	Timeout       time.Duration
+	UploadTimeout time.Duration
+
+	Logger *slog.Logger // nil means slog.Default()
+}
+
+// Client calls the WeChat API for one account. It keeps the access token
+// and the media_ids of uploaded files, and is safe for concurrent use.
+type Client struct {
+	base          string
+	appID         string
+	secret        string
+	http          *http.Client
+	legacyToken   bool
+	timeout       time.Duration
+	uploadTimeout time.Duration
+	log           *slog.Logger
+
+	tokens *tokenCache
+	media  *cache.Cache // mediaKey → mediaEntry
+	flight singleflight.Group
+}
+
+// NewClient returns a Client for o.
+func NewClient(o ClientOptions) *Client {
+	c := &Client{
+		base:          strings.TrimRight(o.BaseURL, "/"),
+		appID:         o.AppID,
+		secret:        o.AppSecret,
+		http:          o.HTTPClient,
+		legacyToken:   o.UseLegacyToken,
+		timeout:       o.Timeout,
+		uploadTimeout: o.UploadTimeout,
+		log:           o.Logger,
+		tokens:        newTokenCache(),
+		// No janitor goroutine: expired entries are skipped on read and
+		// an entry is replaced on the next upload of the same file.
+		media: cache.New(cache.NoExpiration, 0),
+	}
+	if c.base == "" {
+		c.base = DefaultAPIBase
+	}
+	if c.http == nil {
+		c.http = newHTTPClient()
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultCallTimeout
+	}
+	if c.uploadTimeout <= 0 {
+		c.uploadTimeout = DefaultUploadTimeout
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	return c
+}
+
+// newHTTPClient keeps enough idle connections per host for a Sender's
+// workers (net/http keeps 2 by default, which would redial under load)
+// and never follows redirects, so an access_token in the query cannot
+// travel to another host.
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment,
+			DialContext: (&net.Dialer{
+				Timeout:   5 * time.Second,
+				KeepAlive: 30 * time.Second,
+			}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          128,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 15 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// CloseIdleConnections closes the pool's idle connections, for shutdown.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// HTTPError is an answer from the API, or a proxy in front of it, with an
+// HTTP status other than 200. 5xx answers are worth retrying.
+type HTTPError struct {
+	API        string
+	StatusCode int
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("wechat %s: http status %d", e.API, e.StatusCode)
+}
+
+// apiStatus is the part every API answer may carry.
+type apiStatus struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+// encodeJSON writes v without HTML escaping: WeChat shows "\u003ca" to the
+// user instead of a link when a text's <a href> is escaped.
+func encodeJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
+
+// postJSON sends v to api with the access token and decodes the answer
+// into out (which may be nil).
+func (c *Client) postJSON(ctx context.Context, api string, v, out any) error {
+	body, err := encodeJSON(v)
+	if err != nil {
+		return fmt.Errorf("wechat %s: encode: %w", api, err)
+	}
+	return c.callWithToken(ctx, api, nil, "application/json; charset=utf-8", body, c.timeout, out)
+}
+
+// callWithToken makes one authenticated call. An answer that the token is
+// invalid, expired or missing drops that token, fetches a new one and
+// repeats the call once: a second token error is returned as it is.
+func (c *Client) callWithToken(ctx context.Context, api string, query url.Values, contentType string, body []byte, timeout time.Duration, out any) error {
+	for attempt := 0; ; attempt++ {
+		tok, err := c.Token(ctx)
+		if err != nil {
+			return err
+		}
+		q := url.Values{}
+		for k, v := range query {
+			q[k] = v
+		}
+		q.Set("access_token", tok)
+		err = c.roundTrip(ctx, http.MethodPost, api, q, contentType, body, timeout, out)
+		var ae *APIError
+		isAPI := errors.As(err, &ae)
+		if attempt == 0 && isAPI && IsTokenError(ae.Code) {
+			c.log.Warn("wechat rejected the access token; fetching a new one", "api", api, "errcode", ae.Code)
+			c.tokens.invalidate(tok)
+			continue
+		}
+		if isAPI {
+			ae.Message = strings.ReplaceAll(ae.Message, tok, "REDACTED")
+		}
+		return err
+	}
+}
+
+// roundTrip makes one HTTP call and turns its answer into out, an
+// *APIError, an *HTTPError or a transport error with secrets scrubbed.
+func (c *Client) roundTrip(ctx context.Context, method, api string, query url.Values, contentType string, body []byte, timeout time.Duration, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := c.base + api
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return fmt.Errorf("wechat %s: %w", api, scrubError(err))
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("wechat %s: %w", api, scrubError(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return fmt.Errorf("wechat %s: read answer: %w", api, scrubError(err))
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &HTTPError{API: api, StatusCode: resp.StatusCode}
+	}
+	var st apiStatus
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("wechat %s: decode answer: %w", api, err)
+	}
+	if st.ErrCode != 0 {
+		return &APIError{Code: st.ErrCode, Message: st.ErrMsg, API: api}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("wechat %s: decode answer: %w", api, err)
+		}
+	}
+	return nil
+}
+
+// secretInURL matches the query parameters that carry credentials.
+var secretInURL = regexp.MustCompile(`((?:access_token|secret)=)[^&\s"']*`)
+
+// scrubURL replaces credentials in a URL or a message quoting one.
+func scrubURL(s string) string { return secretInURL.ReplaceAllString(s, "${1}REDACTED") }
+
+// scrubError removes credentials from err: net/http quotes the full URL,
+// query and all, in *url.Error. The *url.Error is edited in place so that
+// no unwrapping reveals the token either.
+func scrubError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = scrubURL(ue.URL)
+	}
+	return &scrubbedError{err: err}
+}
+
+// scrubbedError keeps the chain for errors.Is/As and scrubs the text of
+// anything further down that might quote the URL.
+type scrubbedError struct{ err error }
+
+func (e *scrubbedError) Error() string { return scrubURL(e.err.Error()) }
+func (e *scrubbedError) Unwrap() error { return e.err }

@@ -1,0 +1,270 @@
+package wechat
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Temporary media types of media/upload.
+const (
+	MediaImage = "image"
+	MediaVoice = "voice"
+	MediaVideo = "video"
+	MediaThumb = "thumb"
+)
+
+const (
+	// mediaLife is how long WeChat keeps temporary media; a cached
+	// media_id is dropped mediaMargin before, so that no message goes out
+	// with one that expires on the way.
+	mediaLife   = 72 * time.Hour
+	mediaMargin = time.Hour
+
+	// maxMediaFile bounds what is read into memory for one upload;
+	// WeChat's own limits are lower (10 MB for images and video).
+	maxMediaFile = 20 << 20
+)
+
+// ErrMediaFile wraps every problem with a local media file: missing,
+// unreadable, too large, or of a kind that cannot be uploaded. Such a
+// message fails at once; trying again would not help.
+var ErrMediaFile = errors.New("wechat: media file")
+
+// mediaEntry is a cached upload. The file's size and modification time are
+// kept so that a file edited on disk is uploaded again.
+type mediaEntry struct {
+	id   string
+	size int64
+	mod  time.Time
+}
+
+func mediaKey(mediaType, path string) string { return mediaType + "\x00" + path }
+
+// UploadMedia uploads the file at path as temporary media of mediaType
+// (MediaImage, MediaVoice, MediaVideo or MediaThumb) and returns its
+// media_id. The media_id is cached until shortly before its three days
+// end, so later calls for the same unchanged file do not upload again;
+// concurrent calls for one file share one upload.
+func (c *Client) UploadMedia(ctx context.Context, mediaType, path string) (string, error) {
+	switch mediaType {
+	case MediaImage, MediaVoice, MediaVideo, MediaThumb:
+	default:
+		return "", fmt.Errorf("%w: unknown media type %q", ErrMediaFile, mediaType)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	key := mediaKey(mediaType, path)
+	if id, ok := c.cachedMedia(key, fi); ok {
+		return id, nil
+	}
+	ch := c.flight.DoChan("media\x00"+key, func() (any, error) {
+		if id, ok := c.cachedMedia(key, fi); ok {
+			return id, nil
+		}
+		return c.upload(context.WithoutCancel(ctx), mediaType, path)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// EvictMedia forgets the cached media_id of a file, after WeChat answered
+// 40007 for it: the next UploadMedia uploads it again.
+func (c *Client) EvictMedia(mediaType, path string) {
+	c.media.Delete(mediaKey(mediaType, path))
+}
+
+func (c *Client) isCached(key string, fi os.FileInfo) bool {
+	_, ok := c.cachedMedia(key, fi)
+	return ok
+}
+
+func (c *Client) cachedMedia(key string, fi os.FileInfo) (string, bool) {
+	v, ok := c.media.Get(key)
+	if !ok {
+		return "", false
+	}
+	e := v.(mediaEntry)
+	if e.size != fi.Size() || !e.mod.Equal(fi.ModTime()) {
+		return "", false
+	}
+	return e.id, true
+}
+
+// upload reads the file and posts it as the multipart field "media".
+func (c *Client) upload(ctx context.Context, mediaType, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	if fi.IsDir() || fi.Size() > maxMediaFile {
+		return "", fmt.Errorf("%w: %s: not a regular file of at most %d bytes", ErrMediaFile, path, maxMediaFile)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxMediaFile+1))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	body, contentType, err := multipartBody(filepath.Base(path), data)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	var ans struct {
+		MediaID string `json:"media_id"`
+		// type=thumb answers thumb_media_id instead of media_id.
+		ThumbMediaID string        `json:"thumb_media_id"`
+		CreatedAt    flexibleInt64 `json:"created_at"`
+	}
+	q := url.Values{"type": {mediaType}}
+	if err := c.callWithToken(ctx, PathMediaUpload, q, contentType, body, c.uploadTimeout, &ans); err != nil {
+		return "", err
+	}
+	id := ans.MediaID
+	if id == "" {
+		id = ans.ThumbMediaID
+	}
+	if id == "" {
+		return "", fmt.Errorf("wechat %s: answer has no media_id", PathMediaUpload)
+	}
+	created := time.Now()
+	if ans.CreatedAt > 0 {
+		created = time.Unix(int64(ans.CreatedAt), 0)
+	}
+	if ttl := time.Until(created.Add(mediaLife - mediaMargin)); ttl > 0 {
+		c.media.Set(mediaKey(mediaType, path), mediaEntry{id: id, size: fi.Size(), mod: fi.ModTime()}, ttl)
+	}
+	c.log.Info("media uploaded", "media_type", mediaType, "file", path, "bytes", fi.Size())
+	return id, nil
+}
+
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
+func multipartBody(name string, data []byte) ([]byte, string, error) {
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	h := textproto.MIMEHeader{}
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="media"; filename="%s"; filelength=%d`, quoteEscaper.Replace(name), len(data)))
+	ct := mime.TypeByExtension(filepath.Ext(name))
+	if ct == "" {
+		ct = http.DetectContentType(data)
+	}
+	h.Set("Content-Type", ct)
+	pw, err := mw.CreatePart(h)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := pw.Write(data); err != nil {
+		return nil, "", err
+	}
+	if err := mw.Close(); err != nil {
+		return nil, "", err
+	}
+	return b.Bytes(), mw.FormDataContentType(), nil
+}
+
+// flexibleInt64 accepts a JSON number or a numeric string.
+type flexibleInt64 int64
+
+func (n *flexibleInt64) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		return nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	*n = flexibleInt64(v)
+	return nil
+}
+
+// mediaRef names a file that one of a message's media_ids came from.
+type mediaRef struct{ mediaType, path string }
+
+// resolveMedia returns m with every media object given as a file replaced
+// by its uploaded media_id, and the files it used. m itself is never
+// changed (rule reply items are shared by every request): a copy is made
+// when anything is filled in. beforeUpload, when not nil, is called once
+// before the first file that is not cached is uploaded.
+func (c *Client) resolveMedia(ctx context.Context, m *CustomMessage, beforeUpload func()) (*CustomMessage, []mediaRef, error) {
+	cp := *m
+	var refs []mediaRef
+	fill := func(id *string, mediaType, path string) error {
+		if path == "" || *id != "" {
+			return nil
+		}
+		if beforeUpload != nil {
+			if fi, err := os.Stat(path); err == nil && !c.isCached(mediaKey(mediaType, path), fi) {
+				beforeUpload()
+				beforeUpload = nil
+			}
+		}
+		got, err := c.UploadMedia(ctx, mediaType, path)
+		if err != nil {
+			return err
+		}
+		*id = got
+		refs = append(refs, mediaRef{mediaType, path})
+		return nil
+	}
+	var err error
+	switch {
+	case m.Image != nil && m.Image.File != "":
+		v := *m.Image
+		err = fill(&v.MediaID, MediaImage, v.File)
+		cp.Image = &v
+	case m.Voice != nil && m.Voice.File != "":
+		v := *m.Voice
+		err = fill(&v.MediaID, MediaVoice, v.File)
+		cp.Voice = &v
+	case m.MPNews != nil && m.MPNews.File != "" && m.MPNews.MediaID == "":
+		err = fmt.Errorf("%w: mpnews takes the media_id of a published news item, not a file", ErrMediaFile)
+	case m.Video != nil && (m.Video.File != "" || m.Video.ThumbFile != ""):
+		v := *m.Video
+		if err = fill(&v.MediaID, MediaVideo, v.File); err == nil {
+			err = fill(&v.ThumbMediaID, MediaThumb, v.ThumbFile)
+		}
+		cp.Video = &v
+	case m.Music != nil && m.Music.ThumbFile != "":
+		v := *m.Music
+		err = fill(&v.ThumbMediaID, MediaThumb, v.ThumbFile)
+		cp.Music = &v
+	case m.MiniProgramPage != nil && m.MiniProgramPage.ThumbFile != "":
+		// The card picture is uploaded as an image: thumb media are
+		// limited to 64 KB, too small for the 520×416 card.
+		v := *m.MiniProgramPage
+		err = fill(&v.ThumbMediaID, MediaImage, v.ThumbFile)
+		cp.MiniProgramPage = &v
+	default:
+		return m, nil, nil
+	}
+	if err != nil {
+		return nil, refs, err
+	}
+	return &cp, refs, nil
+}

@@ -1,0 +1,132 @@
+package wechat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+)
+
+func TestRetryable(t *testing.T) {
+	netErr := &url.Error{Op: "Post", URL: "https://x", Err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"system busy", &APIError{Code: -1}, true},
+		{"wrapped system busy", fmt.Errorf("send: %w", &APIError{Code: -1}), true},
+		{"out of window", &APIError{Code: 45015}, false},
+		{"count cap", &APIError{Code: 45047}, false},
+		{"token error after the refetch", &APIError{Code: 40001}, false},
+		{"http 500", &HTTPError{StatusCode: 500}, true},
+		{"http 503", &HTTPError{StatusCode: 503}, true},
+		{"http 429", &HTTPError{StatusCode: 429}, true},
+		{"http 404", &HTTPError{StatusCode: 404}, false},
+		{"network", netErr, true},
+		{"timeout", context.DeadlineExceeded, true},
+		{"cut answer", io.ErrUnexpectedEOF, true},
+		{"cancelled", &url.Error{Op: "Post", URL: "u", Err: context.Canceled}, false},
+		{"missing file", fmt.Errorf("%w: %w", ErrMediaFile, os.ErrNotExist), false},
+		{"no credentials", ErrNoCredentials, false},
+		{"bad json", errors.New("decode answer: invalid character"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Retryable(tt.err); got != tt.want {
+				t.Errorf("Retryable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBackoffGrowsWithJitterAndCap(t *testing.T) {
+	base, maxWait := 100*time.Millisecond, time.Second
+	tests := []struct {
+		retry    int
+		min, max time.Duration
+	}{
+		{1, 50 * time.Millisecond, 100 * time.Millisecond},
+		{2, 100 * time.Millisecond, 200 * time.Millisecond},
+		{3, 200 * time.Millisecond, 400 * time.Millisecond},
+		{4, 400 * time.Millisecond, 800 * time.Millisecond},
+		{5, 500 * time.Millisecond, time.Second},
+		{60, 500 * time.Millisecond, time.Second},
+	}
+	for _, tt := range tests {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := backoff(base, maxWait, tt.retry)
+			if d < tt.min || d > tt.max {
+				t.Fatalf("retry %d: %v outside [%v, %v]", tt.retry, d, tt.min, tt.max)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 10 {
+			t.Errorf("retry %d: only %d distinct waits: no jitter", tt.retry, len(seen))
+		}
+	}
+}
+
+func TestScrubURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://api/x?access_token=ABC.def-1&type=image", "https://api/x?access_token=REDACTED&type=image"},
+		{"https://api/cgi-bin/token?appid=wx1&grant_type=client_credential&secret=s3cr3t", "https://api/cgi-bin/token?appid=wx1&grant_type=client_credential&secret=REDACTED"},
+		{`Post "https://api/x?access_token=T": dial tcp: refused`, `Post "https://api/x?access_token=REDACTED": dial tcp: refused`},
+		{"https://api/x", "https://api/x"},
+	}
+	for _, tt := range tests {
+		if got := scrubURL(tt.in); got != tt.want {
+			t.Errorf("scrubURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestTokenTTL(t *testing.T) {
+	tests := []struct {
+		expiresIn int64
+		want      time.Duration
+	}{
+		{7200, 7200*time.Second - 5*time.Minute},
+		{300, 240 * time.Second}, // a stable token near its end keeps a fifth
+		{0, 4 * time.Minute},     // no expires_in: assume 5 minutes
+		{-5, 4 * time.Minute},
+	}
+	for _, tt := range tests {
+		if got := tokenTTL(tt.expiresIn); got != tt.want {
+			t.Errorf("tokenTTL(%d) = %v, want %v", tt.expiresIn, got, tt.want)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		shutdown bool
+		reason   string
+		code     int
+	}{
+		{"api", &APIError{Code: 43004, Message: "require subscribe"}, false, "user has not followed", 43004},
+		{"unknown code", &APIError{Code: 61451, Message: "invalid parameter"}, false, "errcode 61451: invalid parameter", 61451},
+		{"http", &HTTPError{StatusCode: 502}, false, "http status 502", 0},
+		{"timeout", &url.Error{Op: "Post", URL: "u", Err: context.DeadlineExceeded}, false, "timeout", 0},
+		{"network", &url.Error{Op: "Post", URL: "u", Err: errors.New("refused")}, false, "network error", 0},
+		{"shutdown", &url.Error{Op: "Post", URL: "u", Err: context.Canceled}, true, ReasonShutdown, 0},
+		{"media file", fmt.Errorf("%w: open x.jpg: no such file", ErrMediaFile), false, "wechat: media file: open x.jpg: no such file", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reason, code := describe(tt.err, tt.shutdown)
+			if reason != tt.reason || code != tt.code {
+				t.Errorf("describe = %q, %d; want %q, %d", reason, code, tt.reason, tt.code)
+			}
+		})
+	}
+}

@@ -1,0 +1,127 @@
+package wechat_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// Shutdown while producers are still enqueueing: everything accepted is
+// delivered exactly once, and everything after it is refused.
+func TestShutdownUnderLoadLosesNothing(t *testing.T) {
+	srv := fakeAPI(t)
+	srv.SetLatency(wechat.PathCustomSend, time.Millisecond)
+	srv.FailNext(wechat.PathCustomSend, -1, 20) // some retries in the mix
+	s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Workers: 8, MaxAttempts: 10, QueueSize: 500})
+
+	var mu sync.Mutex
+	accepted := map[string]string{} // id → openid
+	var wg sync.WaitGroup
+	for p := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 400; i++ {
+				openid := fmt.Sprintf("p%d-u%d", p, i%7)
+				ids, err := s.Enqueue(textOut(openid, fmt.Sprint(i)))
+				switch {
+				case errors.Is(err, wechat.ErrSenderClosed):
+					return
+				case errors.Is(err, wechat.ErrQueueFull):
+					time.Sleep(time.Millisecond)
+					continue
+				case err != nil:
+					t.Errorf("enqueue: %v", err)
+					return
+				}
+				mu.Lock()
+				accepted[ids[0]] = openid
+				mu.Unlock()
+			}
+		}()
+	}
+	// Let the producers get well ahead of the workers.
+	if err := srv.WaitReceived(context.Background(), 100); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	wg.Wait()
+
+	if len(accepted) < 100 {
+		t.Fatalf("only %d accepted; the test needs load", len(accepted))
+	}
+	res.wait(t, len(accepted))
+	delivered := map[string]int{}
+	for _, r := range srv.Accepted(wechat.PathCustomSend) {
+		delivered[r.OpenID+"/"+r.Custom.Text.Content]++
+	}
+	for id := range accepted {
+		st, ok := s.Status(id)
+		if !ok || st.State != wechat.StateDelivered {
+			t.Errorf("%s: %+v", id, st)
+		}
+		if r := res.get(id); len(r) != 1 {
+			t.Errorf("%s: %d results, want 1", id, len(r))
+		}
+	}
+	total := 0
+	for key, n := range delivered {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", key, n)
+		}
+		total += n
+	}
+	stats := s.Stats()
+	if total != len(accepted) || stats.Delivered != int64(len(accepted)) || stats.Enqueued != int64(len(accepted)) || stats.Queued != 0 || stats.InFlight != 0 {
+		t.Errorf("accepted %d, delivered %d, stats %+v", len(accepted), total, stats)
+	}
+}
+
+// When Shutdown's deadline passes, what is left fails with reason
+// "shutdown": every accepted message still has exactly one result.
+func TestShutdownDeadlineFailsTheRest(t *testing.T) {
+	srv := fakeAPI(t)
+	srv.SetLatency(wechat.PathCustomSend, 300*time.Millisecond)
+	s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Workers: 2})
+	var ids []string
+	for i := range 10 {
+		got, err := s.Enqueue(textOut(fmt.Sprintf("u%d", i%3), fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, got...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want the deadline", err)
+	}
+	res.wait(t, len(ids))
+	failed := 0
+	for _, id := range ids {
+		st, _ := s.Status(id)
+		switch {
+		case st.State == wechat.StateFailed && st.Reason == wechat.ReasonShutdown:
+			failed++
+		case st.State == wechat.StateDelivered:
+		default:
+			t.Errorf("%s: %+v", id, st)
+		}
+		if r := res.get(id); len(r) != 1 {
+			t.Errorf("%s: %d results", id, len(r))
+		}
+	}
+	stats := s.Stats()
+	if failed == 0 || stats.Delivered+stats.Failed != int64(len(ids)) || stats.Queued != 0 {
+		t.Errorf("failed %d; stats %+v", failed, stats)
+	}
+}

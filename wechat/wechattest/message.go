@@ -1,0 +1,296 @@
+package wechattest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// answer is what a message call is answered with.
+type answer struct {
+	code int
+	msg  string
+}
+
+var okAnswer = answer{0, "ok"}
+
+// serveMessage handles custom/send, template/send and custom/typing:
+// forced failures, then the access token, then the payload, as the real
+// API orders its checks.
+func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
+	api := r.URL.Path
+	if r.Method != http.MethodPost {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	defer s.track()()
+	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		rec.Abandoned = true
+		s.record(rec)
+		return
+	}
+	rec.Body = body
+	delay, status, code, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), delay) {
+		rec.Abandoned = true
+		s.record(rec)
+		return
+	}
+	if status != 0 {
+		rec.HTTPStatus = status
+		s.record(rec)
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+
+	ans := answer{code, "forced failure"}
+	s.mu.Lock()
+	if ans.code == 0 {
+		if c := s.checkTokenLocked(r.URL.Query().Get("access_token"), time.Now()); c != 0 {
+			ans = answer{c, "invalid credential, access_token is invalid or not latest"}
+		}
+	}
+	payload := s.checkPayloadLocked(api, body, &rec)
+	if ans.code == 0 {
+		ans = payload
+	}
+	if ans.code == 0 && api == wechat.PathTemplateSend {
+		rec.MsgID = s.nextMsgID
+		s.nextMsgID++
+	}
+	s.mu.Unlock()
+
+	rec.ErrCode = ans.code
+	s.record(rec)
+	if rec.MsgID != 0 {
+		writeJSON(w, map[string]any{"errcode": 0, "errmsg": "ok", "msgid": rec.MsgID})
+	} else {
+		writeErr(w, ans.code, ans.msg)
+	}
+}
+
+// checkPayloadLocked decodes body into rec and returns the real API's
+// answer to it.
+func (s *Server) checkPayloadLocked(api string, body []byte, rec *Received) answer {
+	switch api {
+	case wechat.PathCustomSend:
+		var m wechat.CustomMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			return answer{47001, "data format error"}
+		}
+		rec.Custom, rec.OpenID = &m, m.ToUser
+		return s.checkCustomLocked(&m)
+	case wechat.PathTemplateSend:
+		var m wechat.TemplateMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			return answer{47001, "data format error"}
+		}
+		rec.Template, rec.OpenID = &m, m.ToUser
+		switch {
+		case m.ToUser == "":
+			return answer{40003, "invalid openid"}
+		case m.TemplateID == "" || (len(s.templates) > 0 && !s.templates[m.TemplateID]):
+			return answer{40037, "invalid template_id"}
+		}
+		return okAnswer
+	default: // typing
+		var m struct {
+			ToUser  string `json:"touser"`
+			Command string `json:"command"`
+		}
+		if err := json.Unmarshal(body, &m); err != nil {
+			return answer{47001, "data format error"}
+		}
+		rec.OpenID, rec.Command = m.ToUser, m.Command
+		switch {
+		case m.ToUser == "":
+			return answer{40003, "invalid openid"}
+		case m.Command != wechat.TypingOn && m.Command != wechat.TypingOff:
+			return answer{47001, "data format error"}
+		case s.outOfWindow[m.ToUser]:
+			return answer{45015, "response out of time limit or subscription is canceled"}
+		}
+		return okAnswer
+	}
+}
+
+// checkCustomLocked checks a customer-service message's fields the way
+// message/custom/send does.
+func (s *Server) checkCustomLocked(m *wechat.CustomMessage) answer {
+	malformed := answer{47001, "data format error"}
+	invalidMedia := answer{40007, "invalid media_id"}
+	media := func(id string) answer {
+		valid, issued := s.media[id]
+		if id == "" || (issued && !valid) || (!issued && s.strictMedia) {
+			return invalidMedia
+		}
+		return okAnswer
+	}
+	if m.ToUser == "" {
+		return answer{40003, "invalid openid"}
+	}
+	var a answer
+	switch m.MsgType {
+	case wechat.MsgTypeText:
+		switch {
+		case m.Text == nil:
+			a = malformed
+		case m.Text.Content == "":
+			a = answer{44004, "empty content"}
+		}
+	case wechat.MsgTypeImage, wechat.MsgTypeVoice, wechat.MsgTypeMPNews:
+		p := map[string]*wechat.Media{wechat.MsgTypeImage: m.Image, wechat.MsgTypeVoice: m.Voice, wechat.MsgTypeMPNews: m.MPNews}[m.MsgType]
+		if p == nil {
+			a = malformed
+		} else {
+			a = media(p.MediaID)
+		}
+	case wechat.MsgTypeVideo:
+		switch {
+		case m.Video == nil:
+			a = malformed
+		case m.Video.ThumbMediaID != "" && media(m.Video.ThumbMediaID).code != 0:
+			a = invalidMedia
+		default:
+			a = media(m.Video.MediaID)
+		}
+	case wechat.MsgTypeMusic:
+		switch {
+		case m.Music == nil || m.Music.MusicURL == "" || m.Music.HQMusicURL == "":
+			a = malformed
+		default:
+			a = media(m.Music.ThumbMediaID)
+		}
+	case wechat.MsgTypeNews:
+		switch {
+		case m.News == nil:
+			a = malformed
+		case len(m.News.Articles) == 0:
+			a = answer{44003, "empty news data"}
+		case len(m.News.Articles) > 1:
+			a = answer{45008, "article size out of limit"}
+		}
+	case wechat.MsgTypeMPNewsArticle:
+		if m.MPNewsArticle == nil || m.MPNewsArticle.ArticleID == "" {
+			a = malformed
+		}
+	case wechat.MsgTypeMsgMenu:
+		if m.MsgMenu == nil || len(m.MsgMenu.List) == 0 {
+			a = malformed
+			break
+		}
+		for _, it := range m.MsgMenu.List {
+			if it.ID == "" || it.Content == "" {
+				a = malformed
+			}
+		}
+	case wechat.MsgTypeWxCard:
+		if m.WxCard == nil || m.WxCard.CardID == "" {
+			a = malformed
+		}
+	case wechat.MsgTypeMiniProgramPage:
+		p := m.MiniProgramPage
+		switch {
+		case p == nil || p.Title == "" || p.AppID == "" || p.PagePath == "":
+			a = malformed
+		default:
+			a = media(p.ThumbMediaID)
+		}
+	default:
+		return answer{40008, "invalid message type"}
+	}
+	if a.code != 0 {
+		return a
+	}
+	if s.outOfWindow[m.ToUser] {
+		return answer{45015, "response out of time limit or subscription is canceled"}
+	}
+	return okAnswer
+}
+
+// serveUpload is media/upload: multipart field "media", answered with a
+// media_id (thumb_media_id for type=thumb, as the real API does).
+func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	defer s.track()()
+	api := r.URL.Path
+	q := r.URL.Query()
+	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK, MediaType: q.Get("type")}
+	delay, status, code, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), delay) {
+		rec.Abandoned = true
+		s.record(rec)
+		return
+	}
+	if status != 0 {
+		rec.HTTPStatus = status
+		s.record(rec)
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	ans := answer{code, "forced failure"}
+	if ans.code == 0 {
+		s.mu.Lock()
+		if c := s.checkTokenLocked(q.Get("access_token"), time.Now()); c != 0 {
+			ans = answer{c, "invalid credential, access_token is invalid or not latest"}
+		}
+		s.mu.Unlock()
+	}
+	if ans.code == 0 {
+		switch rec.MediaType {
+		case wechat.MediaImage, wechat.MediaVoice, wechat.MediaVideo, wechat.MediaThumb:
+		default:
+			ans = answer{40004, "invalid media type"}
+		}
+	}
+	if ans.code == 0 {
+		ans = readUpload(r, &rec)
+	}
+	rec.ErrCode = ans.code
+	if ans.code != 0 {
+		s.record(rec)
+		writeErr(w, ans.code, ans.msg)
+		return
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	rec.MediaID = "FAKEMEDIA_" + hex.EncodeToString(b[:])
+	s.mu.Lock()
+	s.media[rec.MediaID] = true
+	s.mu.Unlock()
+	idKey := "media_id"
+	if rec.MediaType == wechat.MediaThumb {
+		idKey = "thumb_media_id"
+	}
+	s.record(rec)
+	writeJSON(w, map[string]any{"type": rec.MediaType, idKey: rec.MediaID, "created_at": time.Now().Unix()})
+}
+
+// readUpload reads the multipart field "media" into rec.
+func readUpload(r *http.Request, rec *Received) answer {
+	missing := answer{41005, "media data missing"}
+	if err := r.ParseMultipartForm(32 << 20); err != nil {
+		return missing
+	}
+	f, h, err := r.FormFile("media")
+	if err != nil {
+		return missing
+	}
+	defer f.Close()
+	n, err := io.Copy(io.Discard, f)
+	if err != nil || n == 0 {
+		return missing
+	}
+	rec.FileName, rec.FileSize = h.Filename, int(n)
+	return okAnswer
+}

@@ -1,0 +1,153 @@
+package wechattest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// tokenGrace is how long a token stays valid after a newer one was issued
+// by /cgi-bin/token or a forced stable_token refresh, as on the real API.
+const tokenGrace = 5 * time.Minute
+
+const tokenPrefix = "FAKEAT_"
+
+type tokenState struct {
+	expires time.Time
+	revoked bool
+}
+
+// InvalidateTokens revokes every token issued so far, as when another
+// process forces a refresh: calls with them answer 40001, and the next
+// token call issues a new one.
+func (s *Server) InvalidateTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.tokens {
+		t.revoked = true
+	}
+	s.current = ""
+}
+
+// issueLocked makes a new token current; the old one lives tokenGrace on.
+func (s *Server) issueLocked(now time.Time) string {
+	if old, ok := s.tokens[s.current]; ok {
+		old.expires = minTime(old.expires, now.Add(tokenGrace))
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	tok := tokenPrefix + hex.EncodeToString(b[:])
+	s.tokens[tok] = &tokenState{expires: now.Add(s.tokenTTL)}
+	s.current = tok
+	return tok
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// checkTokenLocked returns the errcode the real API gives for tok.
+func (s *Server) checkTokenLocked(tok string, now time.Time) int {
+	t, ok := s.tokens[tok]
+	switch {
+	case tok == "":
+		return 41001
+	case !ok && !strings.HasPrefix(tok, tokenPrefix):
+		return 40014
+	case !ok || t.revoked:
+		return 40001
+	case !now.Before(t.expires):
+		return 42001
+	}
+	return 0
+}
+
+// checkCredentialsLocked returns the errcode for a token request.
+func (s *Server) checkCredentials(grant, appID, secret string) (int, string) {
+	switch {
+	case grant != "client_credential":
+		return 40002, "invalid grant_type"
+	case appID != s.AppID:
+		return 40013, "invalid appid"
+	case secret != s.AppSecret:
+		return 40125, "invalid appsecret"
+	}
+	return 0, ""
+}
+
+// tokenPreamble counts the fetch and applies latency and forced failures;
+// it returns false when the answer was already written.
+func (s *Server) tokenPreamble(w http.ResponseWriter, r *http.Request, api, method string) bool {
+	s.mu.Lock()
+	s.tokenFetches++
+	s.mu.Unlock()
+	delay, status, code, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), delay) {
+		return false
+	}
+	switch {
+	case r.Method != method:
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return false
+	case status != 0:
+		http.Error(w, http.StatusText(status), status)
+		return false
+	case code != 0:
+		writeErr(w, code, "forced failure")
+		return false
+	}
+	return true
+}
+
+// serveToken is GET /cgi-bin/token: a new token on every call.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	if !s.tokenPreamble(w, r, r.URL.Path, http.MethodGet) {
+		return
+	}
+	q := r.URL.Query()
+	if code, msg := s.checkCredentials(q.Get("grant_type"), q.Get("appid"), q.Get("secret")); code != 0 {
+		writeErr(w, code, msg)
+		return
+	}
+	s.mu.Lock()
+	tok := s.issueLocked(time.Now())
+	s.mu.Unlock()
+	writeJSON(w, map[string]any{"access_token": tok, "expires_in": int64(s.tokenTTL / time.Second)})
+}
+
+// serveStableToken is POST /cgi-bin/stable_token: the current token while
+// it is valid, a new one when there is none or force_refresh is true.
+func (s *Server) serveStableToken(w http.ResponseWriter, r *http.Request) {
+	if !s.tokenPreamble(w, r, r.URL.Path, http.MethodPost) {
+		return
+	}
+	var req struct {
+		GrantType    string `json:"grant_type"`
+		AppID        string `json:"appid"`
+		Secret       string `json:"secret"`
+		ForceRefresh bool   `json:"force_refresh"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		writeErr(w, 47001, "data format error")
+		return
+	}
+	if code, msg := s.checkCredentials(req.GrantType, req.AppID, req.Secret); code != 0 {
+		writeErr(w, code, msg)
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	tok := s.current
+	if req.ForceRefresh || tok == "" || s.checkTokenLocked(tok, now) != 0 {
+		tok = s.issueLocked(now)
+	}
+	left := s.tokens[tok].expires.Sub(now)
+	s.mu.Unlock()
+	writeJSON(w, map[string]any{"access_token": tok, "expires_in": int64(left / time.Second)})
+}
