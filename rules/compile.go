@@ -1,0 +1,330 @@
+package rules
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strings"
+
+	"github.com/wxreply/wxreply/wechat"
+	"gopkg.in/yaml.v3"
+)
+
+// compiler turns the decoded file into rules, reporting every problem at
+// the position the checker recorded for it.
+type compiler struct {
+	*checker
+	dir   string                // the rules file's directory, absolute
+	names map[string]*yaml.Node // rule name → its first definition
+}
+
+// defaultName is the name Decision.Rules gives the default reply.
+const defaultName = "default"
+
+// matchKeys lists the match keys for messages.
+const matchKeys = "msgtype, event, event_key, scene, text, menu_id, status, from"
+
+// inboundTypes are the MsgTypes of callbacks; `msgtype` takes only these,
+// so that a typo is an error rather than a rule that never matches.
+var inboundTypes = []string{"text", "image", "voice", "video", "shortvideo", "location", "link", "file", "event"}
+
+func (c *compiler) compileRules(specs []ruleSpec) []*rule {
+	rules := make([]*rule, 0, len(specs))
+	for i := range specs {
+		path := indexPath("rules", i)
+		if c.broken(path) {
+			continue // not a mapping: nothing in it can be trusted
+		}
+		rules = append(rules, c.compileRule(path, &specs[i]))
+	}
+	return rules
+}
+
+func (c *compiler) compileDefault(spec *answerSpec) *rule {
+	if spec == nil || c.broken(defaultName) {
+		return nil
+	}
+	if len(spec.Reply) == 0 && !c.corruptAt(defaultName+".reply") {
+		c.add(c.node(defaultName), defaultName, false, "needs a reply (or remove default)")
+	}
+	return &rule{name: defaultName, answer: c.compileAnswer(defaultName, spec)}
+}
+
+func (c *compiler) compileRule(path string, spec *ruleSpec) *rule {
+	r := &rule{name: spec.Name, cont: spec.Continue}
+	at := c.node(path)
+	switch name := strings.TrimSpace(spec.Name); {
+	case c.corruptAt(path + ".name"):
+	case name == "":
+		c.add(at, path, false, "a rule needs a name")
+	case name == defaultName:
+		c.add(c.node(path+".name"), path+".name", false, "%q is reserved for the default reply", name)
+	default:
+		if first, dup := c.names[name]; dup {
+			c.add(c.node(path+".name"), path+".name", false, "duplicate rule name %q (first at line %d)", name, first.Line)
+		} else {
+			c.names[name] = c.node(path + ".name")
+		}
+		r.name = name
+	}
+	switch {
+	case c.broken(path + ".match"):
+	case spec.Match == nil:
+		c.add(at, path, false, "no match: give at least one of %s", matchKeys)
+	default:
+		r.cond = c.compileMatch(path+".match", spec.Match)
+	}
+	r.answer = c.compileAnswer(path, &spec.Answer)
+	return r
+}
+
+func (c *compiler) compileMatch(path string, m *matchSpec) condition {
+	var cond condition
+	lists := [numFields]stringList{
+		fieldMsgType: m.MsgType, fieldEvent: m.Event, fieldEventKey: m.EventKey, fieldScene: m.Scene,
+		fieldMenuID: m.MenuID, fieldStatus: m.Status, fieldFrom: m.From,
+	}
+	if m.Text != nil {
+		lists[fieldEquals] = m.Text.Equals
+	}
+	keys := 0
+	for f := range numFields {
+		fold := strings.TrimSpace
+		switch f {
+		case fieldMsgType, fieldEvent:
+			fold = func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+		case fieldEquals:
+			fold = normalize
+		}
+		cond.values[f] = c.values(joinPath(path, fieldNames[f]), lists[f], fold)
+		keys += len(lists[f])
+		if c.corruptAt(joinPath(path, fieldNames[f])) {
+			keys++ // reported; the rule is not "without keys"
+		}
+	}
+	for i, v := range m.MsgType {
+		if t := strings.ToLower(strings.TrimSpace(v)); t != "" && !slices.Contains(inboundTypes, t) {
+			at := c.elem(joinPath(path, "msgtype"), i)
+			c.add(c.node(at), at, false, "%q is not an inbound message type; want one of %s", t, strings.Join(inboundTypes, ", "))
+		}
+	}
+	if t := m.Text; t != nil && !c.broken(path+".text") {
+		cond.contains = c.values(path+".text.contains", t.Contains, normalize)
+		cond.prefix = c.values(path+".text.prefix", t.Prefix, normalize)
+		c.compileRegexes(path+".text.regex", t.Regex, &cond)
+		if len(t.Equals)+len(t.Contains)+len(t.Prefix)+len(t.Regex) == 0 && !c.corruptAt(path+".text") {
+			c.add(c.node(path+".text"), path+".text", false, "needs at least one of equals, contains, prefix, regex")
+		}
+		keys++ // text was given; if it is empty, that is the problem to report
+	}
+	if keys == 0 && !c.corruptAt(path) {
+		c.add(c.node(path), path, false, "no keys: give at least one of %s", matchKeys)
+	}
+	return cond
+}
+
+// elem is the path of the i-th value of a key that may be one string or a
+// list: the checker records both.
+func (c *checker) elem(path string, i int) string {
+	if p := indexPath(path, i); c.nodes[p] != nil {
+		return p
+	}
+	return path
+}
+
+// values folds each value of a key, reporting those that fold to nothing:
+// an empty value would never match (or, for contains, always).
+func (c *compiler) values(path string, list stringList, fold func(string) string) []string {
+	out := make([]string, 0, len(list))
+	for i, v := range list {
+		f := fold(v)
+		if f == "" {
+			c.add(c.node(c.elem(path, i)), c.elem(path, i), false, "empty value")
+			continue
+		}
+		if !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// compileRegexes compiles each regex case-insensitively (text is compared
+// case-folded everywhere) and finds a string every match must contain,
+// which lets the index try the regex only on texts containing it.
+func (c *compiler) compileRegexes(path string, list stringList, cond *condition) {
+	for i, src := range list {
+		elem := c.elem(path, i)
+		at := c.node(elem)
+		if src == "" {
+			c.add(at, elem, false, "empty regex")
+			continue
+		}
+		re, err := regexp.Compile("(?i)" + src)
+		if err != nil {
+			// Report the pattern as written, without the (?i) added.
+			if _, e := regexp.Compile(src); e != nil {
+				err = e
+			}
+			c.add(at, elem, false, "%v", err)
+			continue
+		}
+		lit := ""
+		if tree, err := syntax.Parse("(?i)"+src, syntax.Perl); err == nil {
+			lit = normalize(requiredLiteral(tree))
+		}
+		cond.regexes = append(cond.regexes, re)
+		cond.literals = append(cond.literals, lit)
+	}
+}
+
+// requiredLiteral returns a string that every match of re contains, the
+// longest such it finds by looking at literals that cannot be skipped, or
+// "" when there is none.
+func requiredLiteral(re *syntax.Regexp) string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return string(re.Rune)
+	case syntax.OpCapture, syntax.OpPlus:
+		return requiredLiteral(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return requiredLiteral(re.Sub[0])
+		}
+	case syntax.OpConcat:
+		best := ""
+		for _, sub := range re.Sub {
+			if l := requiredLiteral(sub); len(l) > len(best) {
+				best = l
+			}
+		}
+		return best
+	}
+	return ""
+}
+
+func (c *compiler) compileAnswer(path string, spec *answerSpec) answer {
+	a := answer{passive: spec.Passive}
+	switch {
+	case spec.Pick == "" || spec.Pick == "all" || c.corruptAt(joinPath(path, "pick")):
+	case spec.Pick == "random":
+		a.random = true
+	default:
+		c.add(c.node(path+".pick"), joinPath(path, "pick"), false, "want all or random, got %q", spec.Pick)
+	}
+	for j := range spec.Reply {
+		at := indexPath(joinPath(path, "reply"), j)
+		if c.corruptAt(at) {
+			continue
+		}
+		if it := c.compileItem(at, &spec.Reply[j]); it != nil {
+			a.items = append(a.items, it)
+		}
+	}
+	if spec.Passive && !c.corruptAt(joinPath(path, "reply")) && !c.corruptAt(joinPath(path, "pick")) {
+		c.checkPassive(path, spec)
+	}
+	return a
+}
+
+// checkPassive checks that the item a passive rule answers in the HTTP
+// response can be one: any item when pick is random, else the first.
+func (c *compiler) checkPassive(path string, spec *answerSpec) {
+	if len(spec.Reply) == 0 {
+		c.add(c.node(path+".passive"), joinPath(path, "passive"), false, "true needs a reply item to answer with")
+		return
+	}
+	candidates := spec.Reply[:1]
+	if spec.Pick == "random" {
+		candidates = spec.Reply
+	}
+	for j, r := range candidates {
+		itemPath := indexPath(joinPath(path, "reply"), j)
+		at := c.node(itemPath)
+		switch {
+		case r.Custom == nil && r.Template == nil:
+			// reported by the checker
+		case r.Template != nil || !wechat.IsPassiveType(r.Custom.MsgType):
+			c.add(at, itemPath, false, "a passive reply (passive: true) is text, image, voice, video, music or news, not %s", r.Key)
+		default:
+			visitFiles(r.Custom, func(p string, s *string) {
+				if *s != "" {
+					c.add(c.node(itemPath+"."+p), itemPath+"."+p, false,
+						"a passive reply (passive: true) needs an uploaded media_id, not a file: there is no time to upload within WeChat's 5 seconds")
+				}
+			})
+		}
+	}
+}
+
+func (c *compiler) compileItem(path string, spec *replySpec) *item {
+	it := &item{custom: spec.Custom, template: spec.Template}
+	prefix := path + "."
+	var fps []wechat.FieldProblem
+	switch {
+	case it.custom != nil:
+		fps = it.custom.Validate()
+		visitFiles(it.custom, func(p string, s *string) { c.resolveFile(prefix+p, s) })
+	case it.template != nil:
+		prefix += templateKey + "."
+		fps = it.template.Validate()
+	default:
+		return nil // the checker reported why
+	}
+	for _, fp := range fps {
+		c.add(c.node(prefix+fp.Path), prefix+fp.Path, false, "%s", fp.Msg)
+	}
+	for _, fe := range it.compileTemplates(prefix) {
+		c.add(c.node(prefix+fe.path), prefix+fe.path, false, "invalid template: %v", fe.err)
+	}
+	return it
+}
+
+// visitFiles calls f with the path and address of every local file field
+// of m's payload.
+func visitFiles(m *wechat.CustomMessage, f func(path string, s *string)) {
+	if p := m.Image; p != nil {
+		f("image.file", &p.File)
+	}
+	if p := m.Voice; p != nil {
+		f("voice.file", &p.File)
+	}
+	if p := m.Video; p != nil {
+		f("video.file", &p.File)
+		f("video.thumb_file", &p.ThumbFile)
+	}
+	if p := m.Music; p != nil {
+		f("music.thumb_file", &p.ThumbFile)
+	}
+	if p := m.MiniProgramPage; p != nil {
+		f("miniprogrampage.thumb_file", &p.ThumbFile)
+	}
+}
+
+// resolveFile makes a file path absolute, relative to the rules file's
+// directory, and checks that it is a file that can be read.
+func (c *compiler) resolveFile(path string, s *string) {
+	if *s == "" {
+		return
+	}
+	p := *s
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.dir, p)
+	}
+	at := c.node(path)
+	st, err := os.Stat(p)
+	switch {
+	case err != nil && os.IsNotExist(err):
+		c.add(at, path, false, "no such file %s", p)
+	case err != nil:
+		c.add(at, path, false, "%v", err)
+	case !st.Mode().IsRegular():
+		c.add(at, path, false, "%s is not a regular file", p)
+	}
+	*s = p
+}

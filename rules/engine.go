@@ -1,0 +1,152 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// Engine holds the current rules and reloads them when the file changes:
+// a reload that fails keeps the last good rules, so a bad edit never takes
+// the auto-responder down.
+type Engine struct {
+	path string // absolute
+	opts options
+	cur  atomic.Pointer[Set]
+	mu   sync.Mutex // one reload at a time, so an older file never wins
+}
+
+// NewEngine loads the rules file at path; it fails if the file is invalid.
+func NewEngine(path string, opts ...Option) (*Engine, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	e := &Engine{path: abs, opts: buildOptions(opts)}
+	s, err := load(e.path, e.opts)
+	if err != nil {
+		return nil, err
+	}
+	e.cur.Store(s)
+	e.opts.logger.Info("rules loaded", "file", e.path, "rules", s.Len(), "hash", s.Hash())
+	return e, nil
+}
+
+// Current returns the rules in force.
+func (e *Engine) Current() *Set { return e.cur.Load() }
+
+// Decide decides with the rules in force.
+func (e *Engine) Decide(m *wechat.Message) Decision { return e.Current().Decide(m) }
+
+// Reload loads the file again and swaps it in when it is valid. When it is
+// not, every problem is logged with its position, the rules in force stay,
+// and the error (a *LoadError, or the read error) is returned. It is what
+// SIGHUP does.
+func (e *Engine) Reload() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	log := e.opts.logger
+	s, err := load(e.path, e.opts)
+	if err != nil {
+		var le *LoadError
+		if errors.As(err, &le) {
+			for _, p := range le.Problems {
+				log.Error("rules reload failed: keeping the rules in force", "problem", p.String())
+			}
+		} else {
+			log.Error("rules reload failed: keeping the rules in force", "file", e.path, "err", err)
+		}
+		return err
+	}
+	if old := e.cur.Load(); old.Hash() == s.Hash() {
+		log.Info("rules unchanged", "file", e.path, "rules", old.Len(), "hash", old.Hash())
+		return nil
+	}
+	e.cur.Store(s)
+	log.Info("rules loaded", "file", e.path, "rules", s.Len(), "hash", s.Hash())
+	if e.opts.onReload != nil {
+		e.opts.onReload(s)
+	}
+	return nil
+}
+
+// Watch reloads the rules when the file changes, until ctx is done. It
+// watches the directory, not the file: editors that save by writing a new
+// file and renaming it over the old one, and Kubernetes, which swaps a
+// ConfigMap's ..data symlink, replace the file a watch on it would follow.
+// A burst of events reloads once, after the debounce delay. The caller
+// owns the goroutine Watch runs on.
+func (e *Engine) Watch(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("rules: watch: %w", err)
+	}
+	defer w.Close()
+	dir := filepath.Dir(e.path)
+	if err := w.Add(dir); err != nil {
+		return fmt.Errorf("rules: watch %s: %w", dir, err)
+	}
+	// A symlink to a file elsewhere is edited there: watch that directory
+	// too, and follow the link when it changes.
+	target := e.watchTarget(w, dir, "")
+
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return errors.New("rules: watch: the watcher closed")
+			}
+			if e.relevant(ev, target) {
+				timer.Reset(e.opts.debounce)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return errors.New("rules: watch: the watcher closed")
+			}
+			e.opts.logger.Warn("rules watch error", "file", e.path, "err", err)
+		case <-timer.C:
+			_ = e.Reload() // Reload logs what went wrong
+			target = e.watchTarget(w, dir, target)
+		}
+	}
+}
+
+// relevant reports whether ev may have changed the rules file.
+func (e *Engine) relevant(ev fsnotify.Event, target string) bool {
+	if ev.Op == fsnotify.Chmod {
+		return false
+	}
+	name := filepath.Clean(ev.Name)
+	return name == e.path || name == target || filepath.Base(name) == "..data"
+}
+
+// watchTarget watches the directory of the file the rules path resolves
+// to, when that is not dir, and returns the resolved path. old is the
+// previous one, whose directory is no longer watched.
+func (e *Engine) watchTarget(w *fsnotify.Watcher, dir, old string) string {
+	target, err := filepath.EvalSymlinks(e.path)
+	if err != nil || target == old {
+		return old
+	}
+	if old != "" && filepath.Dir(old) != dir && filepath.Dir(old) != filepath.Dir(target) {
+		_ = w.Remove(filepath.Dir(old)) // it may be gone already, as after a ConfigMap swap
+	}
+	if tdir := filepath.Dir(target); tdir != dir {
+		if err := w.Add(tdir); err != nil {
+			e.opts.logger.Warn("rules watch: cannot watch the link target's directory", "dir", tdir, "err", err)
+		}
+	}
+	return target
+}

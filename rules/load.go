@@ -1,0 +1,187 @@
+package rules
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Problem is one thing wrong with a rules file, at its position.
+type Problem struct {
+	File      string
+	Line, Col int // 1-based; 0 when the problem is the whole file
+	Msg       string
+}
+
+// String formats p as FILE:LINE:COL: message, the form compilers use and
+// editors jump to; a problem with the whole file is FILE: message.
+func (p Problem) String() string {
+	if p.Line == 0 {
+		return p.File + ": " + p.Msg
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+}
+
+// LoadError is every problem found in a rules file, in file order.
+type LoadError struct {
+	Problems []Problem
+}
+
+func (e *LoadError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and parses the rules file at path. A file that cannot be read
+// gives that error (test it with errors.Is(err, fs.ErrNotExist)); a file
+// with problems gives a *LoadError listing all of them.
+func Load(path string, opts ...Option) (*Set, error) {
+	return load(path, buildOptions(opts))
+}
+
+func load(path string, o options) (*Set, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	return parseRules(path, data, o)
+}
+
+// Parse parses data as the rules file filename: problems are reported
+// against filename, and `file:` paths are relative to its directory.
+func Parse(filename string, data []byte, opts ...Option) (*Set, error) {
+	return parseRules(filename, data, buildOptions(opts))
+}
+
+// Check validates the rules file at path and returns its problems, none
+// when it is valid. It is `wxreply check`.
+func Check(path string) []Problem {
+	_, err := Load(path)
+	if err == nil {
+		return nil
+	}
+	var le *LoadError
+	if errors.As(err, &le) {
+		return le.Problems
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return []Problem{{File: path, Msg: "cannot read: " + pe.Err.Error()}}
+	}
+	return []Problem{{File: path, Msg: err.Error()}}
+}
+
+func parseRules(filename string, data []byte, o options) (*Set, error) {
+	p := &problems{file: filename}
+	root := parseYAML(p, data)
+	if root == nil {
+		return nil, p.err()
+	}
+	c := newChecker(p, root)
+	c.check(root, reflect.TypeFor[fileSpec](), "")
+	if c.exhausted {
+		return nil, p.err() // decoding would expand the aliases too
+	}
+	var spec fileSpec
+	_ = root.Decode(&spec) // what it would complain of, the checker has reported
+
+	dir, err := filepath.Abs(filepath.Dir(filename))
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	cp := &compiler{checker: c, dir: dir, names: make(map[string]*yaml.Node)}
+	s := &Set{
+		path:  filename,
+		hash:  contentHash(data),
+		kf:    strings.TrimSpace(spec.KfAccount),
+		log:   o.logger,
+		intn:  o.intn,
+		rules: cp.compileRules(spec.Rules),
+		def:   cp.compileDefault(spec.Default),
+	}
+	if len(spec.Rules) == 0 && spec.Default == nil && !p.corruptAt("rules") && !p.corruptAt(defaultName) {
+		p.add(root, "", false, "no rules and no default: nothing would ever be answered")
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	s.idx = buildIndex(s.rules)
+	return s, nil
+}
+
+// parseYAML returns the document's root node, or nil after reporting why
+// there is none.
+func parseYAML(p *problems, data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.add(nil, "", true, "the file is empty; it needs rules: or default:")
+		} else {
+			p.syntax(err)
+		}
+		return nil
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		p.add(&extra, "", true, "a second YAML document: a rules file is one document")
+	case !errors.Is(err, io.EOF):
+		p.syntax(err)
+	}
+	if len(doc.Content) == 0 || isNull(resolveAlias(doc.Content[0])) {
+		p.add(nil, "", true, "the file is empty; it needs rules: or default:")
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// yamlLine finds the line in yaml.v3's syntax errors, which give no column.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *problems) syntax(err error) {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.add(&yaml.Node{Line: line, Column: 1}, "", true, "YAML syntax: %s", m[2])
+		return
+	}
+	p.add(nil, "", true, "YAML syntax: %s", strings.TrimPrefix(msg, "yaml: "))
+}
+
+// err returns the problems as a *LoadError, nil when there are none.
+func (p *problems) err() error {
+	if len(p.list) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(p.list, func(a, b Problem) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Col - b.Col
+	})
+	return &LoadError{Problems: p.list}
+}
+
+// contentHash names a version of the file in logs: the first 12 hex
+// digits of its SHA-256.
+func contentHash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:6])
+}

@@ -1,0 +1,354 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// problem is an expected problem: its position and a part of its message.
+type problem struct {
+	line, col int
+	msg       string
+}
+
+func TestLoadProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []problem
+	}{
+		{"unknown top-level key", `
+kf_acount: x
+rules: [{name: a, match: {event: CLICK}}]`,
+			[]problem{{2, 1, `unknown key "kf_acount"; known keys: kf_account, rules, default`}}},
+		{"unknown match key", `
+rules:
+  - name: a
+    match: {evnt: subscribe}`,
+			[]problem{{4, 12, "rules[0].match: no keys"}, {4, 13, `rules[0].match: unknown key "evnt"`}}},
+		{"unknown key inside a reply payload", `
+rules:
+  - name: a
+    match: {event: CLICK}
+    reply:
+      - news: {articles: [{titel: x}]}`,
+			[]problem{{6, 27, "rules[0].reply[0].news.articles[0].title: required"},
+				{6, 28, `rules[0].reply[0].news.articles[0]: unknown key "titel"; known keys: title, description, url, picurl`}}},
+		{"wrong types", `
+rules:
+  - name: [a]
+    match: {event: CLICK}
+    continue: maybe
+    reply:
+      - text: {content: {x: 1}}`,
+			[]problem{{3, 11, "rules[0].name: expected a string, got a list"},
+				{5, 15, `rules[0].continue: expected true or false, got "maybe"`},
+				{7, 25, "rules[0].reply[0].text.content: expected a string, got a mapping"}}},
+		{"rules is not a list", `rules: {name: a}`,
+			[]problem{{1, 8, "rules: expected a list, got a mapping"}}},
+		{"duplicate rule names", `
+rules:
+  - {name: a, match: {event: CLICK}}
+  - {name: b, match: {event: CLICK}}
+  - {name: a, match: {event: VIEW}}`,
+			[]problem{{5, 12, `rules[2].name: duplicate rule name "a" (first at line 3)`}}},
+		{"reserved and missing names", `
+rules:
+  - {name: default, match: {event: CLICK}}
+  - {match: {event: CLICK}}`,
+			[]problem{{3, 12, `rules[0].name: "default" is reserved`}, {4, 5, "rules[1]: a rule needs a name"}}},
+		{"a rule with no match", `
+rules:
+  - name: a
+    reply: [{text: hi}]`,
+			[]problem{{3, 5, "rules[0]: no match: give at least one of msgtype"}}},
+		{"an empty match and empty text", `
+rules:
+  - {name: a, match: {}}
+  - {name: b, match: {text: {}}}`,
+			[]problem{{3, 22, "rules[0].match: no keys"}, {4, 29, "rules[1].match.text: needs at least one of equals, contains, prefix, regex"}}},
+		{"empty values", `
+rules:
+  - {name: a, match: {text: {equals: ["  ", ok], contains: ""}}}`,
+			[]problem{{3, 39, "rules[0].match.text.equals[0]: empty value"}, {3, 60, "rules[0].match.text.contains: empty value"}}},
+		{"duplicate keys", `
+rules:
+  - name: a
+    name: b
+    match: {event: CLICK}`,
+			[]problem{{4, 5, `rules[0]: duplicate key "name" (first at line 3)`}}},
+		{"regexes that do not compile", `
+rules:
+  - name: a
+    match:
+      text:
+        regex: ['^ok$', '(unclosed', '[z-a]']`,
+			[]problem{{6, 25, "rules[0].match.text.regex[1]: error parsing regexp: missing closing ): `(unclosed`"},
+				{6, 38, "rules[0].match.text.regex[2]: error parsing regexp: invalid character class range: `z-a`"}}},
+		{"templates that do not parse", `
+rules:
+  - name: a
+    match: {msgtype: text}
+    reply:
+      - text: "{{.Content"
+      - text: "{{.Contnet}}"
+      - news: {articles: [{title: "{{nofunc .Content}}"}]}
+      - template: {template_id: T, data: {first: {value: "{{end}}"}}}`,
+			[]problem{{6, 15, "rules[0].reply[0].text.content: invalid template: unclosed action"},
+				{7, 15, "rules[0].reply[1].text.content: invalid template: no field .Contnet in the message; did you mean .Content?"},
+				{8, 35, `rules[0].reply[2].news.articles[0].title: invalid template: function "nofunc" not defined`},
+				{9, 58, "rules[0].reply[3].template.data.first.value: invalid template: unexpected {{end}}"}}},
+		{"unknown msgtype and a reply item with two", `
+rules:
+  - name: a
+    match: {msgtype: txt}
+    reply:
+      - txt: hi
+      - text: hi
+        image: {media_id: M}
+      - {}`,
+			[]problem{{4, 22, `rules[0].match.msgtype: "txt" is not an inbound message type`},
+				{6, 9, `rules[0].reply[0]: unknown reply type "txt"; want one of text, image, voice, video, music, news, mpnews, mpnewsarticle, msgmenu, wxcard, miniprogrampage, template`},
+				{7, 9, "rules[0].reply[1]: a reply item has exactly one key, its message type; got text, image"},
+				{9, 9, "rules[0].reply[2]: an empty reply item: give its message type"}}},
+		{"missing required fields", `
+rules:
+  - name: a
+    match: {event: CLICK}
+    reply:
+      - text: ""
+      - image: {}
+      - video: {title: t}
+      - music: {title: t}
+      - mpnewsarticle: {}
+      - msgmenu: {head_content: h}
+      - wxcard: {}
+      - miniprogrampage: {title: t}
+      - template: {url: "https://example.com"}`,
+			[]problem{{6, 15, "rules[0].reply[0].text.content: required"},
+				{7, 16, "rules[0].reply[1].image.media_id: required (or file: a local file to upload)"},
+				{8, 16, "rules[0].reply[2].video.media_id: required (or file"},
+				{9, 16, "rules[0].reply[3].music.musicurl: required"},
+				{9, 16, "rules[0].reply[3].music.hqmusicurl: required"},
+				{9, 16, "rules[0].reply[3].music.thumb_media_id: required (or thumb_file"},
+				{10, 24, "rules[0].reply[4].mpnewsarticle.article_id: required"},
+				{11, 18, "rules[0].reply[5].msgmenu.list: required: at least one item"},
+				{12, 17, "rules[0].reply[6].wxcard.card_id: required"},
+				{13, 26, "rules[0].reply[7].miniprogrampage.appid: required"},
+				{13, 26, "rules[0].reply[7].miniprogrampage.pagepath: required"},
+				{13, 26, "rules[0].reply[7].miniprogrampage.thumb_media_id: required"},
+				{14, 19, "rules[0].reply[8].template.template_id: required"},
+				{14, 19, "rules[0].reply[8].template.data: required"}}},
+		{"news with more than one article, duplicate msgmenu ids", `
+rules:
+  - name: a
+    match: {event: CLICK}
+    reply:
+      - news:
+          articles:
+            - {title: one}
+            - {title: two}
+      - msgmenu:
+          list:
+            - {id: "1", content: yes}
+            - {id: "", content: maybe}
+            - {id: "1", content: no}`,
+			[]problem{{8, 13, "rules[0].reply[0].news.articles: has 2 articles; WeChat takes exactly one (it answers 45008 to more)"},
+				{13, 20, "rules[0].reply[1].msgmenu.list[1].id: required"},
+				{14, 20, `rules[0].reply[1].msgmenu.list[2].id: duplicate id "1" (also list[0])`}}},
+		{"files that do not exist, media_id and file both", `
+rules:
+  - name: a
+    match: {event: CLICK}
+    reply:
+      - image: {file: missing.png}
+      - video: {file: pic.png, thumb_file: nope/thumb.jpg}
+      - voice: {media_id: M, file: pic.png}
+      - image: {file: replies}`,
+			[]problem{{6, 23, "rules[0].reply[0].image.file: no such file " + abs(t, "testdata/missing.png")},
+				{7, 44, "rules[0].reply[1].video.thumb_file: no such file " + abs(t, "testdata/nope/thumb.jpg")},
+				{8, 36, "rules[0].reply[2].voice.file: give media_id or file, not both"},
+				{9, 23, "rules[0].reply[3].image.file: " + abs(t, "testdata/replies") + " is not a regular file"}}},
+		{"passive constraints", `
+rules:
+  - name: a
+    match: {event: CLICK}
+    passive: true
+  - name: b
+    match: {event: VIEW}
+    passive: true
+    reply: [{msgmenu: {list: [{id: "1", content: x}]}}]
+  - name: c
+    match: {event: SCAN}
+    passive: true
+    pick: random
+    reply:
+      - text: ok
+      - image: {file: pic.png}`,
+			[]problem{{5, 14, "rules[0].passive: true needs a reply item"},
+				{9, 13, "rules[1].reply[0]: a passive reply (passive: true) is text, image, voice, video, music or news, not msgmenu"},
+				{16, 23, "rules[2].reply[1].image.file: a passive reply (passive: true) needs an uploaded media_id, not a file"}}},
+		{"bad pick, empty default", `
+rules:
+  - {name: a, match: {event: CLICK}, pick: sometimes, reply: [{text: x}]}
+default:
+  reply: []`,
+			[]problem{{3, 44, `rules[0].pick: want all or random, got "sometimes"`}, {5, 3, "default: needs a reply"}}},
+		{"nothing to answer", `kf_account: x`,
+			[]problem{{1, 1, "no rules and no default"}}},
+		{"YAML syntax error", "rules:\n  - name: a\n\tmatch: x\n",
+			[]problem{{2, 1, "YAML syntax: found a tab character that violates indentation"}}},
+		{"two documents", "default: {reply: [{text: x}]}\n---\ndefault: {reply: [{text: y}]}\n",
+			[]problem{{2, 1, "a second YAML document"}}},
+		{"empty file", "# nothing\n",
+			[]problem{{0, 0, "the file is empty"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(filepath.Join("testdata", "inline.yaml"), []byte(tt.src))
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("err = %v, want a *LoadError", err)
+			}
+			got := le.Problems
+			for i := 0; i < max(len(got), len(tt.want)); i++ {
+				switch {
+				case i >= len(got):
+					t.Errorf("missing problem %d:%d: %s", tt.want[i].line, tt.want[i].col, tt.want[i].msg)
+				case i >= len(tt.want):
+					t.Errorf("unexpected problem %s", got[i])
+				case got[i].Line != tt.want[i].line || got[i].Col != tt.want[i].col || !strings.Contains(got[i].Msg, tt.want[i].msg) || got[i].File != "testdata/inline.yaml":
+					t.Errorf("problem %d = %s\n want testdata/inline.yaml:%d:%d: …%s…", i, got[i], tt.want[i].line, tt.want[i].col, tt.want[i].msg)
+				}
+			}
+		})
+	}
+}
+
+func abs(t *testing.T, path string) string {
+	t.Helper()
+	p, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestLoadAcceptsYAMLFeatures: anchors, aliases and merge keys are YAML
+// that operators use to avoid repeating themselves.
+func TestLoadAcceptsYAMLFeatures(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - name: a
+    match: {menu_id: "101"}
+    reply: &thanks [{text: thanks}]
+  - name: b
+    match: {event: CLICK, event_key: [K1, K2]}
+    reply: *thanks
+  - &base
+    name: c
+    match: {event: VIEW}
+    reply: [{text: base}]
+  - <<: *base
+    name: d
+    match: {event: SCAN}
+`)
+	msg := textMsg("x")
+	msg.BizMsgMenuID = "101"
+	tests := []struct {
+		name  string
+		rule  string
+		reply string
+		d     Decision
+	}{
+		{"anchor", "a", "thanks", s.Decide(msg)},
+		{"alias", "b", "thanks", s.Decide(eventMsg("CLICK", "K2"))},
+		{"merge key", "d", "base", s.Decide(eventMsg("SCAN", ""))},
+	}
+	for _, tt := range tests {
+		if len(tt.d.Rules) != 1 || tt.d.Rules[0] != tt.rule || len(tt.d.Replies) != 1 || tt.d.Replies[0].Custom.Text.Content != tt.reply {
+			t.Errorf("%s: decision %+v, want rule %s replying %q", tt.name, tt.d, tt.rule, tt.reply)
+		}
+	}
+}
+
+// An alias bomb (a small file that expands enormously through aliases)
+// must be refused, not expanded.
+func TestLoadRefusesAliasBombs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("rules:\n  - name: r0\n    match: {event: CLICK}\n    reply: &items\n")
+	b.WriteString("      - news: {articles: &arts [" + strings.Repeat("{title: a}, ", 499) + "{title: a}]}\n")
+	for range 499 {
+		b.WriteString("      - news: {articles: *arts}\n")
+	}
+	for i := 1; i < 500; i++ {
+		fmt.Fprintf(&b, "  - {name: r%d, match: {event: CLICK}, reply: *items}\n", i)
+	}
+	_, err := Parse("bomb.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "aliases") {
+		t.Fatalf("err = %.300v, want the expansion refused", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "rules.yaml")
+	if err := os.WriteFile(bad, []byte("rules:\n  - {name: a, match: {evnt: x}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{"../rules.yaml", nil},
+		{bad, []string{bad + ":2:22: rules[0].match: no keys", bad + `:2:23: rules[0].match: unknown key "evnt"`}},
+		{filepath.Join(dir, "missing.yaml"), []string{filepath.Join(dir, "missing.yaml") + ": cannot read: no such file or directory"}},
+	}
+	for _, tt := range tests {
+		got := Check(tt.path)
+		var lines []string
+		for _, p := range got {
+			lines = append(lines, p.String())
+		}
+		if len(lines) != len(tt.want) {
+			t.Errorf("Check(%s) = %q, want %q", tt.path, lines, tt.want)
+			continue
+		}
+		for i := range lines {
+			if !strings.HasPrefix(lines[i], tt.want[i]) {
+				t.Errorf("Check(%s)[%d] = %q, want %q…", tt.path, i, lines[i], tt.want[i])
+			}
+		}
+	}
+}
+
+func TestLoadReadError(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestProblemString(t *testing.T) {
+	tests := []struct {
+		p    Problem
+		want string
+	}{
+		{Problem{File: "rules.yaml", Line: 3, Col: 7, Msg: "bad"}, "rules.yaml:3:7: bad"},
+		{Problem{File: "rules.yaml", Msg: "empty"}, "rules.yaml: empty"},
+	}
+	for _, tt := range tests {
+		if got := tt.p.String(); got != tt.want {
+			t.Errorf("String() = %q, want %q", got, tt.want)
+		}
+	}
+	err := &LoadError{Problems: []Problem{tests[0].p, tests[1].p}}
+	if got := err.Error(); got != "rules.yaml:3:7: bad\nrules.yaml: empty" {
+		t.Errorf("Error() = %q", got)
+	}
+}

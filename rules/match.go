@@ -1,0 +1,148 @@
+package rules
+
+import (
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// field is a match key compared for equality. Each has one subject in the
+// inbound message (see input.subject); the index and the full check both
+// go through it, which is what keeps them in agreement.
+type field uint8
+
+const (
+	fieldEquals   field = iota // text.equals: the normalized text
+	fieldMenuID                // menu_id: bizmsgmenuid of a msgmenu click
+	fieldEventKey              // event_key: EventKey of an event
+	fieldScene                 // scene: the QR scene of subscribe or SCAN
+	fieldFrom                  // from: the sender's openid
+	fieldStatus                // status: Status of TEMPLATESENDJOBFINISH (and MASSSENDJOBFINISH)
+	fieldEvent                 // event: the event name, case-insensitive
+	fieldMsgType               // msgtype, case-insensitive
+	numFields
+)
+
+// fieldNames are the keys of rules.yaml, for messages.
+var fieldNames = [numFields]string{"text.equals", "menu_id", "event_key", "scene", "from", "status", "event", "msgtype"}
+
+// input is an inbound message prepared for matching: everything that is
+// folded or extracted is done once here, not once per rule.
+type input struct {
+	msg      *wechat.Message
+	subjects [numFields]string
+	has      [numFields]bool
+	isEvent  bool
+	hasText  bool
+	text     string // normalized: what equals, contains and prefix compare
+	wide     string // trimmed and width-folded: what regexes see
+}
+
+func newInput(m *wechat.Message) input {
+	in := input{msg: m}
+	in.isEvent = strings.EqualFold(m.MsgType, "event")
+	in.set(fieldMsgType, strings.ToLower(m.MsgType))
+	in.set(fieldFrom, m.FromUserName)
+	in.set(fieldMenuID, m.BizMsgMenuID)
+	in.set(fieldStatus, m.Status)
+	if in.isEvent {
+		event := strings.ToLower(m.Event)
+		in.set(fieldEvent, event)
+		in.set(fieldEventKey, m.EventKey)
+		if scene, ok := sceneOf(event, m.EventKey); ok {
+			in.set(fieldScene, scene)
+		}
+	}
+	raw := ""
+	switch in.subjects[fieldMsgType] {
+	case "text":
+		raw, in.hasText = m.Content, true
+	case "voice":
+		// Recognition is present only with speech recognition on.
+		raw, in.hasText = m.Recognition, m.Recognition != ""
+	}
+	if in.hasText {
+		in.wide = widen(raw)
+		in.text = foldCase(in.wide)
+		in.set(fieldEquals, in.text)
+	}
+	return in
+}
+
+// set records a subject; an empty one is absent, since no rule may match
+// on an empty value.
+func (in *input) set(f field, v string) {
+	if v != "" {
+		in.subjects[f], in.has[f] = v, true
+	}
+}
+
+// sceneOf returns the QR scene of a subscribe by scanning a parametric QR
+// code (EventKey "qrscene_<scene>") or of SCAN by a follower (EventKey
+// "<scene>"). event is lower-cased.
+func sceneOf(event, eventKey string) (string, bool) {
+	switch event {
+	case "subscribe":
+		if scene, ok := strings.CutPrefix(eventKey, "qrscene_"); ok && scene != "" {
+			return scene, true
+		}
+	case "scan":
+		return eventKey, eventKey != ""
+	}
+	return "", false
+}
+
+// condition is a compiled match: all given keys must hold, and within a
+// key any of its values.
+type condition struct {
+	values   [numFields][]string // normalized the way input.subject is
+	contains []string            // normalized
+	prefix   []string            // normalized
+	regexes  []*regexp.Regexp    // case-insensitive, run on input.wide
+	literals []string            // per regex: a normalized string every match contains, or ""
+}
+
+// holds reports whether every key of c holds for in, except the anchor,
+// which the index has already established when skip says so.
+func (c *condition) holds(in *input, skip anchor) bool {
+	for f := range numFields {
+		vals := c.values[f]
+		if len(vals) == 0 || (skip.kind == anchorField && skip.field == f) {
+			continue
+		}
+		if !in.has[f] || !slices.Contains(vals, in.subjects[f]) {
+			return false
+		}
+	}
+	if len(c.prefix) > 0 && skip.kind != anchorPrefix {
+		if !in.hasText || !slices.ContainsFunc(c.prefix, func(p string) bool { return strings.HasPrefix(in.text, p) }) {
+			return false
+		}
+	}
+	if len(c.contains) > 0 && skip.kind != anchorContains {
+		if !in.hasText || !slices.ContainsFunc(c.contains, func(p string) bool { return strings.Contains(in.text, p) }) {
+			return false
+		}
+	}
+	if len(c.regexes) > 0 {
+		// A regex's literal only narrows the candidates: the regex itself
+		// always runs.
+		if !in.hasText || !slices.ContainsFunc(c.regexes, func(re *regexp.Regexp) bool { return re.MatchString(in.wide) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// groups returns the submatches of the first regex that matches, nil when
+// none does (or there is none).
+func (c *condition) groups(in *input) []string {
+	for _, re := range c.regexes {
+		if m := re.FindStringSubmatch(in.wide); m != nil {
+			return m
+		}
+	}
+	return nil
+}

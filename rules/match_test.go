@@ -1,0 +1,163 @@
+package rules
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// matchRules exercises every match key. Each rule has a reply so that
+// Decide renders something for it.
+const matchRules = `
+rules:
+  - name: vip
+    match: {from: [oVIP1, oVIP2], msgtype: text}
+    continue: true
+    reply: [{text: vip}]
+  - name: greeting
+    match: {text: {equals: [hi, hello, 你好]}}
+    reply: [{text: hello}]
+  - name: order
+    match: {text: {regex: '^订单\s*(\d{6,})$'}}
+    reply: [{text: "order {{index .Groups 1}}"}]
+  - name: help
+    match: {text: {prefix: [帮助, help]}}
+    reply: [{text: help}]
+  - name: survey
+    match: {text: {contains: [评价, survey]}}
+    reply: [{text: survey}]
+  - name: both-text-keys
+    match: {text: {prefix: vip, contains: gold}}
+    reply: [{text: gold}]
+  - name: welcome
+    match: {event: subscribe}
+    continue: true
+    reply: [{text: welcome}]
+  - name: spring
+    match: {scene: spring}
+    reply: [{text: spring}]
+  - name: music
+    match: {event: CLICK, event_key: V1001_TODAY_MUSIC}
+    reply: [{text: music}]
+  - name: any-click
+    match: {event: click}
+    reply: [{text: click}]
+  - name: satisfied
+    match: {menu_id: "101"}
+    reply: [{text: thanks}]
+  - name: blocked
+    match: {event: TEMPLATESENDJOBFINISH, status: "failed:user block"}
+  - name: pictures
+    match: {msgtype: [image, shortvideo]}
+    reply: [{text: picture}]
+default:
+  reply: [{text: default}]
+`
+
+func TestMatch(t *testing.T) {
+	s := mustParse(t, matchRules)
+	withMenu := textMsg("满意")
+	withMenu.BizMsgMenuID = "101"
+	vip := textMsg("hello")
+	vip.FromUserName = "oVIP2"
+	vipOther := textMsg("whatever")
+	vipOther.FromUserName = "oVIP1"
+	subscribeQR := eventMsg("subscribe", "qrscene_spring")
+	templateDone := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "200228332", Status: "failed:user block"}
+	templateOK := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "200228333", Status: "success"}
+
+	tests := []struct {
+		name string
+		msg  *wechat.Message
+		want []string
+	}{
+		{"equals", textMsg("hello"), []string{"greeting"}},
+		{"equals is trimmed", textMsg("  hi \n"), []string{"greeting"}},
+		{"equals is case-folded", textMsg("HeLLo"), []string{"greeting"}},
+		{"equals is width-folded", textMsg("ＨＥＬＬＯ"), []string{"greeting"}},
+		{"equals with ideographic spaces", textMsg("\u3000你好\u3000"), []string{"greeting"}},
+		{"equals is a full match", textMsg("hello there"), []string{"default"}},
+		{"regex", textMsg("订单 12345678"), []string{"order"}},
+		{"regex sees full-width digits as digits", textMsg("订单１２３４５６"), []string{"order"}},
+		{"regex that fails", textMsg("订单 12"), []string{"default"}},
+		{"prefix", textMsg("Help me"), []string{"help"}},
+		{"prefix is only at the start", textMsg("need help"), []string{"default"}},
+		{"contains", textMsg("我想评价一下"), []string{"survey"}},
+		{"contains, case-folded", textMsg("take the SURVEY"), []string{"survey"}},
+		{"all text keys must hold", textMsg("vip gold"), []string{"both-text-keys"}},
+		{"one text key is not enough", textMsg("vip silver"), []string{"default"}},
+		{"voice matches on Recognition", voiceMsg("你好"), []string{"greeting"}},
+		{"voice without recognition is not text", voiceMsg(""), []string{"default"}},
+		{"first match wins in file order", textMsg("help survey"), []string{"help"}},
+		{"continue goes on to the next match", vip, []string{"vip", "greeting"}},
+		{"continue without a later match", vipOther, []string{"vip"}},
+		{"event", eventMsg("subscribe", ""), []string{"welcome"}},
+		{"scene from subscribe with qrscene_", subscribeQR, []string{"welcome", "spring"}},
+		{"scene from SCAN", eventMsg("SCAN", "spring"), []string{"spring"}},
+		{"another scene", eventMsg("SCAN", "autumn"), nil},
+		{"event names are case-insensitive", eventMsg("click", "V1001_TODAY_MUSIC"), []string{"music"}},
+		{"all keys must hold", eventMsg("CLICK", "V1001_OTHER"), []string{"any-click"}},
+		{"event_key is not text", eventMsg("VIEW", "help"), nil},
+		{"menu_id", withMenu, []string{"satisfied"}},
+		{"status", templateDone, []string{"blocked"}},
+		{"another status", templateOK, nil},
+		{"msgtype, a list means any of", &wechat.Message{FromUserName: testUser, MsgType: "shortvideo", MsgId: "3"}, []string{"pictures"}},
+		{"default answers user messages", &wechat.Message{FromUserName: testUser, MsgType: "location", MsgId: "4"}, []string{"default"}},
+		{"default never answers events", eventMsg("unsubscribe", ""), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := s.Decide(tt.msg)
+			if !slices.Equal(d.Rules, tt.want) {
+				t.Errorf("rules = %q, want %q", d.Rules, tt.want)
+			}
+		})
+	}
+}
+
+func TestMatchOneStringOrAList(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - {name: one, match: {event_key: [A]}, reply: [{text: a}]}
+  - {name: list, match: {event_key: [B, C]}, reply: [{text: b}]}
+  - {name: scalar, match: {event_key: D}, reply: [{text: d}]}
+`)
+	for key, want := range map[string]string{"A": "one", "B": "list", "C": "list", "D": "scalar"} {
+		if got := s.Decide(eventMsg("CLICK", key)).Rules; !slices.Equal(got, []string{want}) {
+			t.Errorf("event_key %s: rules = %q, want [%s]", key, got, want)
+		}
+	}
+}
+
+func TestMatchRuleWithoutReplyStopsMatching(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - {name: record, match: {event: TEMPLATESENDJOBFINISH}}
+  - {name: later, match: {event: TEMPLATESENDJOBFINISH}, reply: [{text: x}]}
+`)
+	d := s.Decide(&wechat.Message{MsgType: "event", Event: "TEMPLATESENDJOBFINISH", Status: "success"})
+	if !slices.Equal(d.Rules, []string{"record"}) || len(d.Replies) != 0 {
+		t.Errorf("decision = %+v, want rule record and no replies", d)
+	}
+}
+
+func TestSceneOf(t *testing.T) {
+	tests := []struct {
+		event, key, scene string
+		ok                bool
+	}{
+		{"subscribe", "qrscene_123", "123", true},
+		{"subscribe", "", "", false},
+		{"subscribe", "last_trade_no_1", "", false},
+		{"scan", "123", "123", true},
+		{"scan", "", "", false},
+		{"click", "qrscene_123", "", false},
+	}
+	for _, tt := range tests {
+		scene, ok := sceneOf(tt.event, tt.key)
+		if scene != tt.scene || ok != tt.ok {
+			t.Errorf("sceneOf(%q, %q) = %q, %v; want %q, %v", tt.event, tt.key, scene, ok, tt.scene, tt.ok)
+		}
+	}
+}

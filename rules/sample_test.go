@@ -1,0 +1,96 @@
+package rules
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// The sample at the repository root must stay valid: it is what a new
+// operator copies.
+func TestSampleIsValid(t *testing.T) {
+	for _, p := range Check("../rules.yaml") {
+		t.Error(p)
+	}
+}
+
+// TestSampleDecides walks the sample's rules the way its comments promise.
+func TestSampleDecides(t *testing.T) {
+	s, err := Load("../rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vip := textMsg("hello")
+	vip.FromUserName = "OPENID_OF_A_VIP"
+	menuClick := textMsg("满意")
+	menuClick.BizMsgMenuID = "101"
+	blocked := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "1", Status: "failed:user block"}
+	image := &wechat.Message{FromUserName: testUser, MsgType: "image", MsgId: "7"}
+
+	tests := []struct {
+		name    string
+		msg     *wechat.Message
+		rules   []string
+		replies []string // msgtype of each reply; "template" for a template message
+		passive string   // msgtype of the passive reply
+	}{
+		{"full-width hello", textMsg("ＨＥＬＬＯ"), []string{"greeting"}, []string{"text"}, ""},
+		{"vip", vip, []string{"vip", "greeting"}, []string{"text", "text"}, ""},
+		{"order", textMsg("订单 12345678"), []string{"order-status"}, []string{"text"}, ""},
+		{"help", textMsg("help me"), []string{"help"}, []string{"text"}, ""},
+		{"follow", eventMsg("subscribe", ""), []string{"welcome"}, []string{"text", "image", "news"}, ""},
+		{"follow by the spring QR code", eventMsg("subscribe", "qrscene_spring"), []string{"spring-campaign", "welcome"}, []string{"text", "text", "image", "news"}, ""},
+		{"scan of the spring QR code", eventMsg("SCAN", "spring"), []string{"spring-campaign"}, []string{"text"}, ""},
+		{"survey", textMsg("我想评价"), []string{"survey"}, []string{"msgmenu"}, ""},
+		{"msgmenu click", menuClick, []string{"satisfied"}, []string{"text"}, ""},
+		{"music menu", eventMsg("CLICK", "V1001_TODAY_MUSIC"), []string{"today-music"}, nil, ""},
+		{"picture", image, []string{"pictures"}, []string{"text"}, ""},
+		{"passive", textMsg("营业时间？"), []string{"opening-hours"}, nil, "text"},
+		{"media samples", eventMsg("CLICK", "V1001_SAMPLES"), []string{"media-samples"}, []string{"voice", "video", "mpnews", "mpnewsarticle", "wxcard", "miniprogrampage"}, ""},
+		{"template message", textMsg("发货通知 单号 123"), []string{"order-shipped"}, []string{"template"}, ""},
+		{"template job failed", blocked, []string{"template-blocked"}, nil, ""},
+		{"anything else", textMsg("随便说点什么"), []string{"default"}, []string{"text"}, ""},
+		{"an event nothing matches", eventMsg("unsubscribe", ""), nil, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := s.Decide(tt.msg)
+			if !slices.Equal(d.Rules, tt.rules) {
+				t.Errorf("rules = %q, want %q", d.Rules, tt.rules)
+			}
+			var types []string
+			for _, r := range d.Replies {
+				if r.Template != nil {
+					types = append(types, "template")
+				} else {
+					types = append(types, r.Custom.MsgType)
+				}
+			}
+			if tt.name == "music menu" {
+				if len(types) != 1 {
+					t.Errorf("pick random sent %q, want one reply", types)
+				}
+			} else if !slices.Equal(types, tt.replies) {
+				t.Errorf("replies = %q, want %q", types, tt.replies)
+			}
+			passive := ""
+			if d.Passive != nil {
+				passive = d.Passive.MsgType
+			}
+			if passive != tt.passive {
+				t.Errorf("passive = %q, want %q", passive, tt.passive)
+			}
+		})
+	}
+
+	d := s.Decide(eventMsg("subscribe", ""))
+	want, _ := filepath.Abs("../media/welcome.png")
+	if img := d.Replies[1].Custom.Image; img == nil || img.File != want {
+		t.Errorf("welcome image = %+v, want file %s", img, want)
+	}
+	if got := s.Decide(textMsg("订单 12345678")).Replies[0].Custom.Text.Content; got != "订单 12345678 正在处理" {
+		t.Errorf("order reply = %q", got)
+	}
+}
