@@ -44,6 +44,9 @@ type Config struct {
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Push turns on the push API under /api/v1; nil (or no APIKey) means off.
+	Push *PushConfig
 }
 
 // New builds the Echo server with every route and middleware.
@@ -74,5 +77,8 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/wechat", cb.verifyURL)
 	e.POST("/wechat", cb.receive)
 	e.GET("/healthz", healthz(cfg.Ready))
+	if cfg.Push != nil {
+		registerPush(e, *cfg.Push, cfg.Logger)
+	}
 	return e
 }

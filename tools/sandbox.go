@@ -1,0 +1,393 @@
+package tools
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wxreply/wxreply/wechat"
+	"github.com/wxreply/wxreply/wechat/wechattest"
+)
+
+// The sandbox's built-in account. Nothing leaves the machine: the server
+// listens on loopback and calls a fake WeChat API in the same process.
+const (
+	SandboxToken  = "sandbox-token"
+	SandboxOpenID = "oSANDBOX_user_0001"
+	sandboxGhID   = "gh_sandbox00001"
+)
+
+// How long the sandbox waits: for the server to come up, and for the
+// replies to one line (sent after the retries of a slow rule, if any).
+const (
+	startTimeout = 15 * time.Second
+	replyTimeout = 40 * time.Second
+	// settleQuiet ends the wait for replies when the sandbox cannot mark
+	// the end of a turn (see session.sync).
+	settleQuiet = 300 * time.Millisecond
+)
+
+// SandboxServer is what the sandbox runs the server with: its built-in
+// credentials, the fake API's URL, and a push API key of its own.
+type SandboxServer struct {
+	Token     string
+	AppID     string
+	AppSecret string
+	APIBase   string
+	APIKey    string
+}
+
+// ServeFunc runs the real server on ln with s's settings (and the rules
+// and options the caller chose) until ctx is done. It returns early, with
+// the reason, when the server cannot start, as with an invalid rules file.
+// main passes its own wiring, so the sandbox runs exactly what serve runs.
+type ServeFunc func(ctx context.Context, ln net.Listener, s SandboxServer) error
+
+// SandboxOptions configures Sandbox. Serve, In and Out are required.
+type SandboxOptions struct {
+	Serve     ServeFunc
+	RulesPath string // named in the banner
+	In        io.Reader
+	Out       io.Writer
+
+	// Echo prints each line read after the prompt, for input that is not
+	// typed at a terminal (a script, a test), so the output reads as a
+	// conversation. Without it the prompt is printed before each read.
+	Echo bool
+
+	OpenID string // the user the person chats as; SandboxOpenID when empty
+}
+
+// Sandbox runs the server against a fake WeChat API and lets a person chat
+// with it as a WeChat user: each line of In is a message or a command, and
+// Out shows what the user would see. It returns nil at /quit or the end of
+// In, and an error when the server cannot start.
+func Sandbox(ctx context.Context, o SandboxOptions) error {
+	if o.Serve == nil || o.In == nil || o.Out == nil {
+		return errors.New("sandbox: Serve, In and Out are required")
+	}
+	if o.OpenID == "" {
+		o.OpenID = SandboxOpenID
+	}
+	box := newInbox()
+	fake := wechattest.NewServer(wechattest.WithOnReceive(box.add))
+	defer fake.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	srv := SandboxServer{
+		Token:     SandboxToken,
+		AppID:     fake.AppID,
+		AppSecret: fake.AppSecret,
+		APIBase:   fake.URL,
+		APIKey:    randomKey(),
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	var serveErr error
+	served := make(chan struct{}) // closed when Serve has returned serveErr
+	go func() {
+		defer close(served)
+		serveErr = o.Serve(serveCtx, ln, srv)
+		ln.Close() // a Serve that failed before serving leaves it open
+	}()
+	base := "http://" + ln.Addr().String()
+	defer func() {
+		stop()
+		<-served
+	}()
+	if err := waitReady(ctx, base, served, &serveErr); err != nil {
+		return err
+	}
+
+	s := &session{
+		out:    o.Out,
+		openid: o.OpenID,
+		box:    box,
+		base:   base,
+		apiKey: srv.APIKey,
+		client: &http.Client{Timeout: defaultTimeout},
+		cb:     &Callback{URL: base + "/wechat", Token: SandboxToken},
+		nextID: 24000000000000001,
+	}
+	s.cb.Client = s.client
+	rules := o.RulesPath
+	if rules == "" {
+		rules = "the rules file"
+	}
+	fmt.Fprintf(o.Out, "wxreply sandbox: you are WeChat user %s, chatting with %s.\n", o.OpenID, rules)
+	fmt.Fprintln(o.Out, "Type a message, or /help for the events you can send. Edits to the rules apply live; /quit or Ctrl-D ends.")
+	return s.loop(ctx, o.In, o.Echo)
+}
+
+// waitReady polls /healthz until the server answers 200, the Serve
+// function gives up, or startTimeout passes.
+func waitReady(ctx context.Context, base string, served <-chan struct{}, serveErr *error) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-served:
+			err := *serveErr
+			if err == nil {
+				err = errors.New("it stopped")
+			}
+			return fmt.Errorf("sandbox: the server did not start: %w", err)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("sandbox: the server did not become ready within %s", startTimeout)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// session is one person chatting.
+type session struct {
+	out    io.Writer
+	openid string
+	box    *inbox
+	base   string
+	apiKey string
+	client *http.Client
+	cb     *Callback
+
+	nextID     int64 // MsgId of the next user message
+	lastCreate int64 // CreateTime of the last callback, see createTime
+	turn       int
+	menu       []wechat.MsgMenuItem // the last msgmenu shown, for numbered choices
+}
+
+// loop reads lines until /quit, the end of in, or ctx.
+func (s *session) loop(ctx context.Context, in io.Reader, echo bool) error {
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for {
+		if !echo {
+			fmt.Fprint(s.out, "> ")
+		}
+		if !sc.Scan() {
+			if !echo {
+				fmt.Fprintln(s.out)
+			}
+			return sc.Err()
+		}
+		line := strings.TrimSpace(sc.Text())
+		if echo {
+			fmt.Fprintf(s.out, "> %s\n", line)
+		}
+		if line == "" {
+			continue
+		}
+		if quit := s.handle(ctx, line); quit {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// handle acts on one line and reports whether it was /quit.
+func (s *session) handle(ctx context.Context, line string) (quit bool) {
+	if n, err := strconv.Atoi(line); err == nil && n >= 1 && n <= len(s.menu) {
+		item := s.menu[n-1]
+		s.send(ctx, s.textXML(item.Content, item.ID))
+		return false
+	}
+	if !strings.HasPrefix(line, "/") {
+		s.send(ctx, s.textXML(line, ""))
+		return false
+	}
+	cmd, arg, _ := strings.Cut(line, " ")
+	arg = strings.TrimSpace(arg)
+	switch cmd {
+	case "/help":
+		fmt.Fprint(s.out, sandboxHelp)
+	case "/quit", "/exit":
+		return true
+	case "/subscribe":
+		key, ticket := "", ""
+		if arg != "" {
+			key, ticket = "qrscene_"+arg, "sandbox-ticket-"+arg
+		}
+		s.send(ctx, s.eventXML(wechat.EventSubscribe, key, ticket))
+	case "/unsubscribe":
+		s.send(ctx, s.eventXML(wechat.EventUnsubscribe, "", ""))
+	case "/scan":
+		if s.need(cmd, arg, "SCENE") {
+			s.send(ctx, s.eventXML(wechat.EventScan, arg, "sandbox-ticket-"+arg))
+		}
+	case "/click":
+		if s.need(cmd, arg, "KEY") {
+			s.send(ctx, s.eventXML(wechat.EventClick, arg, ""))
+		}
+	case "/menu":
+		if s.need(cmd, arg, "ID") {
+			content := arg
+			for _, it := range s.menu {
+				if it.ID == arg {
+					content = it.Content
+				}
+			}
+			s.send(ctx, s.textXML(content, arg))
+		}
+	case "/voice":
+		if s.need(cmd, arg, "TEXT") {
+			s.send(ctx, s.voiceXML(arg))
+		}
+	default:
+		fmt.Fprintf(s.out, "unknown command %s: /help lists them\n", cmd)
+	}
+	return false
+}
+
+const sandboxHelp = `Type a line to send it as a text message. When a menu message shows
+numbered choices, type a number to tap one. Commands send events:
+  /subscribe [SCENE]  follow the account (SCENE: by scanning a parametric QR code)
+  /unsubscribe        unfollow
+  /scan SCENE         scan a parametric QR code, already following
+  /click KEY          tap a custom-menu button with this key
+  /menu ID            tap a msgmenu item by its id
+  /voice TEXT         send a voice message that WeChat recognised as TEXT
+  /help               this list
+  /quit               leave (Ctrl-D too)
+`
+
+func (s *session) need(cmd, arg, what string) bool {
+	if arg == "" {
+		fmt.Fprintf(s.out, "usage: %s %s\n", cmd, what)
+		return false
+	}
+	return true
+}
+
+// send posts one callback, shows the passive reply, then every
+// customer-service message the server sends in answer.
+func (s *session) send(ctx context.Context, msg []byte) {
+	r, err := s.cb.Post(ctx, msg)
+	switch {
+	case err != nil && r == nil:
+		fmt.Fprintf(s.out, "[could not reach the server: %v]\n", err)
+		return
+	case err != nil:
+		fmt.Fprintf(s.out, "[unreadable reply: %v]\n", err)
+	case !r.OK():
+		fmt.Fprintf(s.out, "[the server answered %s: %s]\n", r.Status, bytes.TrimSpace(r.Body))
+		return
+	case r.Reply != nil:
+		m, err := parsePassive(r.Reply)
+		if err != nil {
+			fmt.Fprintf(s.out, "[unreadable passive reply: %v]\n%s\n", err, r.Reply)
+		} else {
+			s.show(m)
+		}
+	}
+	s.sync(ctx)
+}
+
+// sync shows the customer-service messages that answer the line just
+// sent. The server sends one user's messages strictly in order, so the
+// sandbox pushes a marker to the same user through the push API: when
+// the marker reaches the fake API, every reply queued before it has been
+// sent (or has failed), and nothing is cut off or shown late.
+func (s *session) sync(ctx context.Context) {
+	s.turn++
+	marker := fmt.Sprintf("wxreply-sandbox-turn-%d", s.turn)
+	if err := s.pushMarker(ctx, marker); err != nil {
+		// Refused (the user left the window, say): wait until quiet.
+		for {
+			r, ok := s.box.next(ctx, settleQuiet)
+			if !ok {
+				return
+			}
+			s.showReceived(r)
+		}
+	}
+	for {
+		r, ok := s.box.next(ctx, replyTimeout)
+		if !ok {
+			fmt.Fprintln(s.out, "[no more replies after waiting; the server log says why]")
+			return
+		}
+		if r.Custom != nil && r.Custom.Text != nil && r.Custom.Text.Content == marker {
+			return
+		}
+		s.showReceived(r)
+	}
+}
+
+func (s *session) pushMarker(ctx context.Context, marker string) error {
+	body, _ := json.Marshal(wechat.CustomMessage{ToUser: s.openid, MsgType: wechat.MsgTypeText, Text: &wechat.Text{Content: marker}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/api/v1/messages", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("push API answered %s", resp.Status)
+	}
+	return nil
+}
+
+// showReceived shows one call of the fake API as the user would see it.
+func (s *session) showReceived(r wechattest.Received) {
+	switch {
+	case r.API == wechat.PathCustomSend && r.Custom != nil:
+		if !r.OK() {
+			fmt.Fprintf(s.out, "[a %s message was not delivered: WeChat answered errcode %d]\n", r.Custom.MsgType, r.ErrCode)
+			return
+		}
+		s.show(r.Custom)
+	case r.API == wechat.PathTemplateSend && r.Template != nil:
+		if !r.OK() {
+			fmt.Fprintf(s.out, "[a template message was not delivered: WeChat answered errcode %d]\n", r.ErrCode)
+			return
+		}
+		writeLines(s.out, renderTemplate(r.Template))
+	}
+	// Uploads and the typing indicator show nothing themselves.
+}
+
+// show renders one message and remembers a msgmenu's choices.
+func (s *session) show(m *wechat.CustomMessage) {
+	writeLines(s.out, renderCustom(m))
+	if m.MsgMenu != nil && m.MsgType == wechat.MsgTypeMsgMenu {
+		s.menu = m.MsgMenu.List
+	}
+}
+
+func randomKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,201 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// SendOptions configures Send: one message pushed through a running
+// server's /api/v1. Give To and Text for a text message, or JSON for any
+// customer-service message exactly as message/custom/send takes it.
+type SendOptions struct {
+	Server string // the server's base URL, e.g. http://127.0.0.1:8080
+	APIKey string // WXREPLY_API_KEY
+
+	To   string // the user's openid; with JSON, fills in a missing touser
+	Text string
+	JSON []byte
+
+	IdempotencyKey string // makes a retry of this command safe
+
+	// Wait polls the message's status until it is delivered or failed.
+	Wait         bool
+	PollInterval time.Duration // default 500ms
+
+	Client *http.Client // nil: a client with a 15s timeout per call
+	Stdout io.Writer    // the id, then with Wait the outcome
+}
+
+// ErrNotDelivered is returned by Send with Wait when the message failed.
+var ErrNotDelivered = errors.New("message not delivered")
+
+// Send posts the message, prints its id and, with Wait, polls until the
+// server reports it delivered or failed and prints that. It returns an
+// error for a refused message (with the server's explanation), and
+// ErrNotDelivered (wrapped with the reason) for a failed one.
+func Send(ctx context.Context, o SendOptions) error {
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: defaultTimeout}
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 500 * time.Millisecond
+	}
+	base, err := url.Parse(strings.TrimRight(o.Server, "/"))
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		return fmt.Errorf("-server %q: want the server's base URL, e.g. http://127.0.0.1:8080", o.Server)
+	}
+	if o.APIKey == "" {
+		return errors.New("WXREPLY_API_KEY (or -api-key) is required: the key the server was started with")
+	}
+	body, err := o.message()
+	if err != nil {
+		return err
+	}
+
+	var accepted struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	header := http.Header{"Content-Type": {"application/json"}}
+	if o.IdempotencyKey != "" {
+		header.Set("Idempotency-Key", o.IdempotencyKey)
+	}
+	if err := o.call(ctx, http.MethodPost, base.String()+"/api/v1/messages", header, body, http.StatusAccepted, &accepted); err != nil {
+		return err
+	}
+	fmt.Fprintln(o.Stdout, accepted.ID)
+	if !o.Wait {
+		return nil
+	}
+	return o.wait(ctx, base.String()+"/api/v1/messages/"+url.PathEscape(accepted.ID))
+}
+
+// message builds the JSON to post. A -json file keeps its exact fields;
+// only a missing touser is filled in from -to.
+func (o SendOptions) message() ([]byte, error) {
+	switch {
+	case o.JSON != nil && o.Text != "":
+		return nil, errors.New("give a TEXT or -json FILE, not both")
+	case o.JSON != nil:
+		if o.To == "" {
+			return o.JSON, nil
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(o.JSON, &m); err != nil {
+			return nil, fmt.Errorf("-json: not a JSON object: %w", err)
+		}
+		if _, ok := m["touser"]; ok {
+			return o.JSON, nil
+		}
+		m["touser"], _ = json.Marshal(o.To)
+		return json.Marshal(m)
+	case o.To == "":
+		return nil, errors.New("-to OPENID is required: the user to send to")
+	case strings.TrimSpace(o.Text) == "":
+		return nil, errors.New("nothing to send: give the TEXT, or -json FILE")
+	}
+	return json.Marshal(wechat.CustomMessage{
+		ToUser:  o.To,
+		MsgType: wechat.MsgTypeText,
+		Text:    &wechat.Text{Content: o.Text},
+	})
+}
+
+// wait polls the status URL until the message is final.
+func (o SendOptions) wait(ctx context.Context, statusURL string) error {
+	t := time.NewTicker(o.PollInterval)
+	defer t.Stop()
+	for {
+		var st struct {
+			Status  string `json:"status"`
+			Reason  string `json:"reason"`
+			ErrCode int    `json:"errcode"`
+		}
+		if err := o.call(ctx, http.MethodGet, statusURL, nil, nil, http.StatusOK, &st); err != nil {
+			return err
+		}
+		switch st.Status {
+		case "delivered":
+			fmt.Fprintln(o.Stdout, "delivered")
+			return nil
+		case "failed":
+			reason := st.Reason
+			if st.ErrCode != 0 {
+				reason = fmt.Sprintf("%s (errcode %d)", reason, st.ErrCode)
+			}
+			fmt.Fprintln(o.Stdout, "failed: "+reason)
+			return fmt.Errorf("%w: %s", ErrNotDelivered, reason)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("still %s: %w", st.Status, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// apiProblem is the push API's error answer.
+type apiProblem struct {
+	Error    string `json:"error"`
+	Problems []struct {
+		Path    string `json:"path"`
+		Message string `json:"message"`
+	} `json:"problems"`
+}
+
+// call makes one API call and decodes a `want` answer into out; any other
+// answer becomes an error carrying the server's explanation.
+func (o SendOptions) call(ctx context.Context, method, u string, header http.Header, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	resp, err := o.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	if resp.StatusCode == want {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s %s: answer is not the API's JSON: %w", method, u, err)
+		}
+		return nil
+	}
+	var p apiProblem
+	if json.Unmarshal(raw, &p) != nil || p.Error == "" {
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s: %s: is the push API on (WXREPLY_API_KEY set on the server)?", resp.Status, u)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(raw)))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", resp.Status, p.Error)
+	for _, pr := range p.Problems {
+		fmt.Fprintf(&b, "\n  %s: %s", pr.Path, pr.Message)
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		fmt.Fprintf(&b, " (retry after %ss)", ra)
+	}
+	return errors.New(b.String())
+}

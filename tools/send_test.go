@@ -1,0 +1,180 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/wechat"
+	"github.com/wxreply/wxreply/wechat/wechattest"
+)
+
+const sendKey = "send-test-key"
+
+// pushStack is a server with the push API on, sending through the real
+// Sender to the fake WeChat API.
+type pushStack struct {
+	URL  string
+	fake *wechattest.Server
+}
+
+func newPushStack(t *testing.T, apiKey string) *pushStack {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	fake := wechattest.NewServer()
+	t.Cleanup(fake.Close)
+	window := wechat.NewWindow(0)
+	sender := wechat.NewSender(wechat.SenderOptions{
+		Client: wechat.NewClient(wechat.ClientOptions{
+			BaseURL: fake.URL, AppID: fake.AppID, AppSecret: fake.AppSecret, Logger: log,
+		}),
+		Window:      window,
+		BaseBackoff: time.Millisecond,
+		Logger:      log,
+	})
+	sender.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sender.Shutdown(ctx)
+	})
+	cfg := handlers.Config{Token: "t", Responder: nopResponder{}, Logger: log}
+	if apiKey != "" {
+		cfg.Push = &handlers.PushConfig{APIKey: apiKey, Sender: sender, Window: window}
+	}
+	srv := httptest.NewServer(handlers.New(cfg))
+	t.Cleanup(srv.Close)
+	return &pushStack{URL: srv.URL, fake: fake}
+}
+
+type nopResponder struct{}
+
+func (nopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
+
+func TestSend(t *testing.T) {
+	news := `{"touser":"oNews","msgtype":"news","news":{"articles":[{"title":"指南","url":"https://example.com"}]}}`
+	tests := []struct {
+		name       string
+		o          SendOptions
+		outOfWin   string // openid the fake answers 45015 for
+		wantErr    string // empty: success
+		wantOut    []string
+		wantSent   string // JSON fragment the fake must have received
+		wantNotDel bool   // errors.Is(err, ErrNotDelivered)
+	}{
+		{name: "text, waiting", o: SendOptions{To: "oUser", Text: "包裹已发出", Wait: true},
+			wantOut: []string{"delivered"}, wantSent: `"text":{"content":"包裹已发出"}`},
+		{name: "text, not waiting", o: SendOptions{To: "oUser", Text: "hi"},
+			wantSent: `"touser":"oUser"`},
+		{name: "json file", o: SendOptions{JSON: []byte(news), Wait: true},
+			wantOut: []string{"delivered"}, wantSent: `"articles":[{"title":"指南","url":"https://example.com"}]`},
+		{name: "json file, touser from -to", o: SendOptions{To: "oFilled", JSON: []byte(`{"msgtype":"text","text":{"content":"x"}}`), Wait: true},
+			wantOut: []string{"delivered"}, wantSent: `"touser":"oFilled"`},
+		{name: "out of window", o: SendOptions{To: "oGone", Text: "hi", Wait: true}, outOfWin: "oGone",
+			wantErr: "out of window (errcode 45015)", wantOut: []string{"failed: out of window (errcode 45015)"}, wantNotDel: true},
+		{name: "unknown field", o: SendOptions{JSON: []byte(`{"touser":"o","msgtype":"text","text":{"content":"x"},"safe":1}`)},
+			wantErr: `400 Bad Request: invalid JSON: unknown field "safe"`},
+		{name: "invalid message", o: SendOptions{JSON: []byte(`{"touser":"o","msgtype":"news","news":{"articles":[]}}`)},
+			wantErr: "422 Unprocessable Entity: invalid message: nothing was sent\n  news.articles: required"},
+		{name: "wrong key", o: SendOptions{APIKey: "wrong", To: "o", Text: "x"},
+			wantErr: "401 Unauthorized: invalid API key"},
+		{name: "no key", o: SendOptions{APIKey: "-", To: "o", Text: "x"}, wantErr: "WXREPLY_API_KEY"},
+		{name: "no recipient", o: SendOptions{Text: "x"}, wantErr: "-to OPENID is required"},
+		{name: "nothing to send", o: SendOptions{To: "o"}, wantErr: "nothing to send"},
+		{name: "text and json", o: SendOptions{To: "o", Text: "x", JSON: []byte(news)}, wantErr: "not both"},
+		{name: "json not an object", o: SendOptions{To: "o", JSON: []byte(`[1]`)}, wantErr: "-json: not a JSON object"},
+		{name: "bad server", o: SendOptions{Server: "127.0.0.1:8080", To: "o", Text: "x"}, wantErr: "want the server's base URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newPushStack(t, sendKey)
+			if tt.outOfWin != "" {
+				st.fake.SetOutOfWindow(tt.outOfWin)
+			}
+			var out bytes.Buffer
+			o := tt.o
+			o.Stdout, o.PollInterval = &out, 10*time.Millisecond
+			if o.Server == "" {
+				o.Server = st.URL
+			}
+			switch o.APIKey {
+			case "":
+				o.APIKey = sendKey
+			case "-":
+				o.APIKey = ""
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := Send(ctx, o)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("error %v, want one saying %q", err, tt.wantErr)
+			}
+			if errors.Is(err, ErrNotDelivered) != tt.wantNotDel {
+				t.Errorf("errors.Is(err, ErrNotDelivered) = %v", !tt.wantNotDel)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			accepted := lines[0] != "" && !strings.ContainsAny(lines[0], " :")
+			if accepted != (tt.wantErr == "" || tt.wantNotDel) {
+				t.Errorf("first line %q: want the id exactly when the message was accepted", lines[0])
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output does not say %q:\n%s", w, &out)
+				}
+			}
+			if tt.wantSent != "" {
+				if err := st.fake.WaitReceived(ctx, 1); err != nil {
+					t.Fatal(err)
+				}
+				got := st.fake.Received()
+				if len(got) != 1 || !strings.Contains(string(got[0].Body), tt.wantSent) {
+					t.Errorf("fake API received %d calls, want one with %s: %+v", len(got), tt.wantSent, got)
+				}
+			}
+		})
+	}
+}
+
+func TestSendIdempotencyKey(t *testing.T) {
+	st := newPushStack(t, sendKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ids []string
+	for range 3 {
+		var out bytes.Buffer
+		err := Send(ctx, SendOptions{Server: st.URL, APIKey: sendKey, To: "oUser", Text: "once", IdempotencyKey: "order-42", Wait: true, PollInterval: 10 * time.Millisecond, Stdout: &out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, strings.SplitN(out.String(), "\n", 2)[0])
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("ids %q: want the same id for each retry", ids)
+	}
+	if n := len(st.fake.Accepted(wechat.PathCustomSend)); n != 1 {
+		t.Errorf("fake API got %d messages, want 1", n)
+	}
+	// Same key, other text: refused, nothing sent.
+	err := Send(ctx, SendOptions{Server: st.URL, APIKey: sendKey, To: "oUser", Text: "other", IdempotencyKey: "order-42"})
+	if err == nil || !strings.Contains(err.Error(), "422") {
+		t.Errorf("reused key with another body: %v, want a 422", err)
+	}
+}
+
+func TestSendAPIOff(t *testing.T) {
+	st := newPushStack(t, "")
+	err := Send(context.Background(), SendOptions{Server: st.URL, APIKey: "k", To: "o", Text: "x"})
+	if err == nil || !strings.Contains(err.Error(), "is the push API on") {
+		t.Errorf("error %v, want a hint that the push API is off", err)
+	}
+}
