@@ -1,0 +1,136 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// BenchmarkCallback measures the callback path (signature, parse, dedupe,
+// match, answer) beside a minimal handler that only checks the signature,
+// decodes the XML and writes success, in the same run, so the ratio holds
+// on a noisy machine. Each request carries a fresh MsgId, so dedupe never
+// short-cuts the work.
+//
+//	go test ./test -run '^$' -bench BenchmarkCallback -benchmem -count 10 | tee new.txt
+func BenchmarkCallback(b *testing.B) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+	sample, err := rules.Load(filepath.Join("..", "rules.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	big := filepath.Join(b.TempDir(), "10000.yaml")
+	if err := os.WriteFile(big, manyRules(10000), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	bigSet, err := rules.Load(big)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wxreply := func(d rules.Decider) http.Handler {
+		var r handlers.Responder = noopResponder{}
+		if d != nil {
+			r = &rules.Responder{Rules: d, Sender: &countingSender{}, Logger: discard}
+		}
+		return handlers.New(handlers.Config{Token: testToken, Responder: r, Logger: discard})
+	}
+	cases := []struct {
+		name    string
+		h       http.Handler
+		content string
+	}{
+		{"minimal", minimalHandler(), "hi"},
+		{"wxreply-no-rules", wxreply(nil), "hi"},
+		{"wxreply-sample-rules", wxreply(sample), "hi"},
+		{"wxreply-10000-rules-last", wxreply(bigSet), "keyword9999"},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			target := "/wechat?" + wechat.CallbackQuery(testToken, "1700000000", "n", "oBENCH", "").Encode()
+			var id atomic.Int64
+			id.Store(int64(b.N) * 1000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				body := make([]byte, 0, 512)
+				for pb.Next() {
+					body = appendText(body[:0], c.content, id.Add(1))
+					req := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+					rec := httptest.NewRecorder()
+					c.h.ServeHTTP(rec, req)
+					if rec.Code != 200 {
+						b.Fatalf("status %d: %s", rec.Code, rec.Body)
+					}
+				}
+			})
+		})
+	}
+}
+
+// minimalHandler is the floor: what any callback server must do.
+func minimalHandler() http.Handler {
+	e := echo.New()
+	e.POST("/wechat", func(c echo.Context) error {
+		q := c.QueryParams()
+		if !wechat.VerifySignature(testToken, q.Get("signature"), q.Get("timestamp"), q.Get("nonce")) {
+			return c.NoContent(http.StatusForbidden)
+		}
+		var m wechat.Message
+		if err := xml.NewDecoder(c.Request().Body).Decode(&m); err != nil {
+			return c.NoContent(http.StatusBadRequest)
+		}
+		return c.String(http.StatusOK, "success")
+	})
+	return e
+}
+
+func appendText(b []byte, content string, msgID int64) []byte {
+	b = append(b, "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oBENCH_user]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA["...)
+	b = append(b, content...)
+	b = append(b, "]]></Content><MsgId>"...)
+	b = strconv.AppendInt(b, msgID, 10)
+	return append(b, "</MsgId></xml>"...)
+}
+
+// manyRules is a rules file of n rules, every kind of text match in turn;
+// rule i answers keyword<i>.
+func manyRules(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("rules:\n")
+	for i := 0; i < n; i++ {
+		kind := [...]string{"equals", "contains", "prefix"}[i%3]
+		fmt.Fprintf(&b, "  - name: r%d\n    match:\n      text:\n        %s: [keyword%d]\n    reply:\n      - text: reply %d\n", i, kind, i, i)
+	}
+	return b.Bytes()
+}
+
+type noopResponder struct{}
+
+func (noopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
+
+// countingSender accepts replies and drops them: the benchmark measures
+// the callback, not delivery.
+type countingSender struct{ n atomic.Int64 }
+
+func (s *countingSender) Enqueue(items ...wechat.Outgoing) ([]string, error) {
+	s.n.Add(int64(len(items)))
+	return nil, nil
+}
+
+func (s *countingSender) TemplateFinished(string, string) {}

@@ -1,0 +1,142 @@
+package test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// TestWrkLoad measures the callback over loopback with wrk: 32 concurrent
+// connections against the minimal handler and against wxreply (the real
+// handlers and Responder over the sample rules), in the same run. Replies
+// are counted, not sent: delivery has its own benchmark, and on a two-core
+// machine the fake API would take the CPU the callback is measured on. It
+// only runs when asked, since it takes a minute and needs wrk:
+//
+//	WXREPLY_WRK=1 go test ./test -run TestWrkLoad -v
+func TestWrkLoad(t *testing.T) {
+	if os.Getenv("WXREPLY_WRK") == "" {
+		t.Skip("set WXREPLY_WRK=1 to run the wrk load test")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed (apt-get install wrk)")
+	}
+	script := filepath.Join(t.TempDir(), "callback.lua")
+	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	minimal := httptest.NewServer(minimalHandler())
+	defer minimal.Close()
+	sample, err := rules.Load(filepath.Join("..", "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sender := &countingSender{}
+	wx := httptest.NewServer(handlers.New(handlers.Config{
+		Token:     testToken,
+		Responder: &rules.Responder{Rules: sample, Sender: sender, Logger: quiet},
+		Logger:    quiet,
+	}))
+	defer wx.Close()
+
+	duration := envOr("WXREPLY_WRK_DURATION", "15s")
+	target := func(base string) string {
+		return base + "/wechat?" + wechat.CallbackQuery(testToken, "1700000000", "n", "oWRK", "").Encode()
+	}
+	results := map[string]wrkResult{}
+	for _, c := range []struct{ name, url string }{
+		{"minimal", target(minimal.URL)},
+		{"wxreply", target(wx.URL)},
+		{"minimal (again)", target(minimal.URL)},
+		{"wxreply (again)", target(wx.URL)},
+	} {
+		out, err := exec.Command("wrk", "-t2", "-c32", "-d"+duration, "--latency", "-s", script, c.url).CombinedOutput()
+		if err != nil {
+			t.Fatalf("wrk: %v\n%s", err, out)
+		}
+		r := parseWrk(t, string(out))
+		results[c.name] = r
+		t.Logf("%-16s %8.0f req/s  p50 %-8s p99 %-8s non-2xx %d", c.name, r.rps, r.p50, r.p99, r.non2xx)
+		if r.non2xx != 0 {
+			t.Errorf("%s: %d non-2xx answers", c.name, r.non2xx)
+		}
+	}
+	ratio := (results["wxreply"].rps + results["wxreply (again)"].rps) /
+		(results["minimal"].rps + results["minimal (again)"].rps)
+	t.Logf("wxreply / minimal throughput: %.2f", ratio)
+	for _, name := range []string{"wxreply", "wxreply (again)"} {
+		if p99 := results[name].p99; p99 > 20*time.Millisecond {
+			t.Errorf("%s p99 %s, want under 20ms", name, p99)
+		}
+	}
+	t.Logf("replies queued: %d", sender.n.Load())
+}
+
+type wrkResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	non2xx   int
+}
+
+func parseWrk(t *testing.T, out string) wrkResult {
+	t.Helper()
+	var r wrkResult
+	if m := regexp.MustCompile(`Requests/sec:\s+([\d.]+)`).FindStringSubmatch(out); m != nil {
+		r.rps, _ = strconv.ParseFloat(m[1], 64)
+	} else {
+		t.Fatalf("no Requests/sec in wrk output:\n%s", out)
+	}
+	lat := func(p string) time.Duration {
+		m := regexp.MustCompile(`\s` + p + `%\s+([\d.]+)(us|ms|s)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no %s%% latency in wrk output:\n%s", p, out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
+		return time.Duration(v * float64(unit))
+	}
+	r.p50, r.p99 = lat("50"), lat("99")
+	if m := regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`).FindStringSubmatch(out); m != nil {
+		r.non2xx, _ = strconv.Atoi(m[1])
+	}
+	return r
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// wrkScript posts a text message "hi" (the sample's greeting rule) with a
+// fresh MsgId each time, so no request is dropped as a retry.
+var wrkScript = fmt.Sprintf(`
+local counter = 0
+local thread_id = 0
+setup = function(thread)
+  thread:set("tid", thread_id)
+  thread_id = thread_id + 1
+end
+request = function()
+  counter = counter + 1
+  local id = (tid or 0) * 100000000 + counter
+  local body = "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oWRK_user_" .. (counter %% 500) ..
+    "]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>" ..
+    id .. "</MsgId></xml>"
+  return wrk.format("POST", nil, {["Content-Type"] = "text/xml"}, body)
+end
+`)
