@@ -159,6 +159,21 @@ func (e *HTTPError) Error() string {
 	return fmt.Sprintf("wechat %s: http status %d", e.API, e.StatusCode)
 }
 
+// BadAnswerError is an HTTP 200 answer that is not the JSON WeChat
+// sends: an empty or cut body, or a page from a proxy or gateway in
+// between. Such an answer most likely never came from WeChat, so it is
+// retried like a network error.
+type BadAnswerError struct {
+	API string
+	Err error // what was wrong with it
+}
+
+func (e *BadAnswerError) Error() string {
+	return fmt.Sprintf("wechat %s: malformed answer: %v", e.API, e.Err)
+}
+
+func (e *BadAnswerError) Unwrap() error { return e.Err }
+
 // apiStatus is the part every API answer may carry.
 type apiStatus struct {
 	ErrCode int    `json:"errcode"`
@@ -241,21 +256,26 @@ func (c *Client) roundTrip(ctx context.Context, method, api string, query url.Va
 		return fmt.Errorf("wechat %s: %w", api, scrubError(err))
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
 		return fmt.Errorf("wechat %s: read answer: %w", api, scrubError(err))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return &HTTPError{API: api, StatusCode: resp.StatusCode}
 	}
+	if len(data) > maxAnswer {
+		return &BadAnswerError{API: api, Err: fmt.Errorf("longer than %d bytes", maxAnswer)}
+	}
 	var st apiStatus
 	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("wechat %s: decode answer: %w", api, err)
+		return &BadAnswerError{API: api, Err: err}
 	}
 	if st.ErrCode != 0 {
 		return &APIError{Code: st.ErrCode, Message: st.ErrMsg, API: api}
 	}
 	if out != nil {
+		// Not a BadAnswerError: errcode 0 was read, so the call took
+		// effect, and a retry could send the message twice.
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("wechat %s: decode answer: %w", api, err)
 		}

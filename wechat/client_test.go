@@ -213,6 +213,14 @@ func TestErrorsAreTyped(t *testing.T) {
 			var ae *wechat.APIError
 			return errors.As(err, &ae) && ae.Code == 40125 && ae.API == wechat.PathStableToken
 		}},
+		// A gateway's page, an empty body or a runaway answer with status
+		// 200 did not come from WeChat: retried like a network error.
+		{"html with status 200", func(s *wechattest.Server) { s.FailBody(wechat.PathCustomSend, "<html>502 Bad Gateway</html>", 1) }, nil, isBadAnswer},
+		{"empty body", func(s *wechattest.Server) { s.FailBody(wechat.PathCustomSend, "", 1) }, nil, isBadAnswer},
+		{"answer over 1 MiB", func(s *wechattest.Server) {
+			s.FailBody(wechat.PathCustomSend, `{"errcode":0,"errmsg":"`+strings.Repeat("x", 1<<20)+`"}`, 1)
+		}, nil, isBadAnswer},
+		{"token answer without a token", func(s *wechattest.Server) { s.FailBody(wechat.PathStableToken, `{"expires_in":7200}`, 1) }, nil, isBadAnswer},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,6 +232,11 @@ func TestErrorsAreTyped(t *testing.T) {
 			}
 		})
 	}
+}
+
+func isBadAnswer(err error) bool {
+	var bad *wechat.BadAnswerError
+	return errors.As(err, &bad) && wechat.Retryable(err)
 }
 
 // Neither the token nor the secret reaches an error string or a log

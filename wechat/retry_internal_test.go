@@ -35,7 +35,8 @@ func TestRetryable(t *testing.T) {
 		{"cancelled", &url.Error{Op: "Post", URL: "u", Err: context.Canceled}, false},
 		{"missing file", fmt.Errorf("%w: %w", ErrMediaFile, os.ErrNotExist), false},
 		{"no credentials", ErrNoCredentials, false},
-		{"bad json", errors.New("decode answer: invalid character"), false},
+		{"bad json after errcode 0", errors.New("decode answer: invalid character"), false},
+		{"malformed answer", &BadAnswerError{API: PathCustomSend, Err: errors.New("invalid character '<'")}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,23 +89,6 @@ func TestScrubURL(t *testing.T) {
 	}
 }
 
-func TestTokenTTL(t *testing.T) {
-	tests := []struct {
-		expiresIn int64
-		want      time.Duration
-	}{
-		{7200, 7200*time.Second - 5*time.Minute},
-		{300, 240 * time.Second}, // a stable token near its end keeps a fifth
-		{0, 4 * time.Minute},     // no expires_in: assume 5 minutes
-		{-5, 4 * time.Minute},
-	}
-	for _, tt := range tests {
-		if got := tokenTTL(tt.expiresIn); got != tt.want {
-			t.Errorf("tokenTTL(%d) = %v, want %v", tt.expiresIn, got, tt.want)
-		}
-	}
-}
-
 func TestDescribe(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -119,6 +103,12 @@ func TestDescribe(t *testing.T) {
 		{"timeout", &url.Error{Op: "Post", URL: "u", Err: context.DeadlineExceeded}, false, "timeout", 0},
 		{"network", &url.Error{Op: "Post", URL: "u", Err: errors.New("refused")}, false, "network error", 0},
 		{"shutdown", &url.Error{Op: "Post", URL: "u", Err: context.Canceled}, true, ReasonShutdown, 0},
+		{"malformed answer", &BadAnswerError{API: PathCustomSend, Err: errors.New("x")}, false, "malformed answer", 0},
+		{"token: whitelist", fmt.Errorf("wechat: access token: %w", &APIError{Code: 40164, API: PathStableToken, Message: "invalid ip"}), false, "access token fetch failed: server IP not whitelisted", 40164},
+		{"token: wrong secret (legacy)", &APIError{Code: 40001, API: PathToken}, false, "access token fetch failed: wrong AppSecret", 40001},
+		{"token: unknown code", &APIError{Code: 89503, API: PathStableToken, Message: "risky"}, false, "access token fetch failed: errcode 89503: risky", 89503},
+		{"token rejected by a send", &APIError{Code: 40001, API: PathCustomSend}, false, "access token rejected", 40001},
+		{"text too long", &APIError{Code: 45002, API: PathCustomSend}, false, "content too long", 45002},
 		{"media file", fmt.Errorf("%w: open x.jpg: no such file", ErrMediaFile), false, "wechat: media file: open x.jpg: no such file", 0},
 	}
 	for _, tt := range tests {

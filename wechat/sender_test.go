@@ -25,6 +25,7 @@ func TestSenderRetriesTransientFailures(t *testing.T) {
 		{"-1 twice", func(s *wechattest.Server) { s.FailNext(wechat.PathCustomSend, -1, 2) }, 3},
 		{"http 502 twice", func(s *wechattest.Server) { s.FailHTTP(wechat.PathCustomSend, 502, 2) }, 3},
 		{"http 429 once", func(s *wechattest.Server) { s.FailHTTP(wechat.PathCustomSend, 429, 1) }, 2},
+		{"html with status 200 once", func(s *wechattest.Server) { s.FailBody(wechat.PathCustomSend, "<html></html>", 1) }, 2},
 		{"timeout once", func(s *wechattest.Server) { s.DelayNext(wechat.PathCustomSend, 5*time.Second, 1) }, 2},
 		{"-1 then 503", func(s *wechattest.Server) {
 			s.FailNext(wechat.PathCustomSend, -1, 1)

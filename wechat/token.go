@@ -24,16 +24,35 @@ const (
 	// on the way; short lives (a stable_token near its end) keep a fifth.
 	tokenMargin = 5 * time.Minute
 
-	// tokenLifeUnknown is assumed when an answer gives no expires_in.
+	// tokenLifeUnknown is assumed when an answer gives no expires_in;
+	// tokenLifeMax bounds an absurd one (WeChat's is 7200 seconds).
 	tokenLifeUnknown = 5 * time.Minute
+	tokenLifeMax     = 24 * time.Hour
+
+	// After a failed fetch, callers get that failure back without a new
+	// call for a pause that doubles with each failure in a row: the
+	// token APIs have a daily quota (about 2,000 calls for
+	// /cgi-bin/token), and a queue of a thousand replies must not spend
+	// a thousand calls finding out that the server's IP is not on the
+	// whitelist. Answers that need an operator (bad secret, IP not
+	// whitelisted) pause longer than ones that may pass by themselves.
+	tokenPauseMin       = time.Second
+	tokenPauseTransient = 30 * time.Second
+	tokenPauseFinal     = 5 * time.Minute
 )
 
-// tokenCache holds the one access token of an account. Invalidation
-// compares before it deletes, so that a call failing with an old token
-// cannot throw away the new one another call just fetched.
+// tokenCache holds the one access token of an account, or the last
+// failure to fetch one. Invalidation compares before it deletes, so that
+// a call failing with an old token cannot throw away the new one another
+// call just fetched.
 type tokenCache struct {
 	mu sync.Mutex
 	c  *cache.Cache
+
+	// The last failed fetch, given back to callers until failUntil.
+	failErr   error
+	failUntil time.Time
+	failures  int // failed fetches in a row
 }
 
 func newTokenCache() *tokenCache {
@@ -52,6 +71,7 @@ func (t *tokenCache) set(tok string, ttl time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.c.Set(tokenKey, tok, ttl)
+	t.failErr, t.failUntil, t.failures = nil, time.Time{}, 0
 }
 
 func (t *tokenCache) invalidate(bad string) {
@@ -62,12 +82,41 @@ func (t *tokenCache) invalidate(bad string) {
 	}
 }
 
+// failure returns the failure callers get back at now instead of a new
+// fetch, if any.
+func (t *tokenCache) failure(now time.Time) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failErr != nil && now.Before(t.failUntil) {
+		return t.failErr
+	}
+	return nil
+}
+
+// fail remembers a failed fetch and returns how long it is given back.
+func (t *tokenCache) fail(err error, now time.Time) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failures++
+	limit := tokenPauseFinal
+	if Retryable(err) {
+		limit = tokenPauseTransient
+	}
+	pause := tokenPauseMin
+	for i := 1; i < t.failures && pause < limit; i++ {
+		pause *= 2
+	}
+	pause = min(pause, limit)
+	t.failErr, t.failUntil = err, now.Add(pause)
+	return pause
+}
+
 // tokenTTL is how long a token answered with expiresIn seconds is used:
 // until shortly before it expires, so it is replaced ahead of expiry.
 func tokenTTL(expiresIn int64) time.Duration {
-	life := time.Duration(expiresIn) * time.Second
-	if expiresIn <= 0 {
-		life = tokenLifeUnknown
+	life := tokenLifeUnknown
+	if expiresIn > 0 {
+		life = time.Duration(min(expiresIn, int64(tokenLifeMax/time.Second))) * time.Second
 	}
 	return life - min(tokenMargin, life/5)
 }
@@ -75,21 +124,34 @@ func tokenTTL(expiresIn int64) time.Duration {
 // Token returns a valid access token, fetching one when none is cached.
 // However many goroutines ask at once, one fetch is made and all share
 // its answer; a caller whose ctx ends stops waiting without cancelling
-// the fetch the others wait for.
+// the fetch the others wait for. A failed fetch is given back, without
+// a new call, for a pause that grows while fetches keep failing.
 func (c *Client) Token(ctx context.Context) (string, error) {
 	if tok, ok := c.tokens.get(); ok {
 		return tok, nil
 	}
+	if err := c.tokens.failure(time.Now()); err != nil {
+		return "", err
+	}
 	ch := c.flight.DoChan(tokenKey, func() (any, error) {
 		// A fetch that finished just before this flight began has
-		// already filled the cache.
+		// already filled the cache, or failed.
 		if tok, ok := c.tokens.get(); ok {
 			return tok, nil
+		}
+		if err := c.tokens.failure(time.Now()); err != nil {
+			return "", err
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
 		tok, expiresIn, err := c.fetchToken(fctx)
+		if errors.Is(err, ErrNoCredentials) {
+			return "", err // no call was made: nothing to spare
+		}
 		if err != nil {
+			pause := c.tokens.fail(err, time.Now())
+			c.log.Error("access token fetch failed; callers get this error until the pause ends",
+				"error", err, "pause", pause)
 			return "", err
 		}
 		c.tokens.set(tok, tokenTTL(expiresIn))
@@ -144,12 +206,35 @@ func (c *Client) fetchToken(ctx context.Context) (string, int64, error) {
 		err = c.roundTrip(ctx, http.MethodPost, api, nil, "application/json; charset=utf-8", body, c.timeout, &ans)
 	}
 	if err != nil {
-		c.log.Error("access token fetch failed", "api", api, "error", err)
-		return "", 0, err
+		var ae *APIError
+		if errors.As(err, &ae) {
+			// The errcode stays reachable with errors.As; the text says
+			// what the operator has to do about it.
+			if hint := tokenHint(ae.Code); hint != "" {
+				return "", 0, fmt.Errorf("wechat: access token: %w (%s)", err, hint)
+			}
+		}
+		return "", 0, fmt.Errorf("wechat: access token: %w", err)
 	}
 	if ans.AccessToken == "" {
-		return "", 0, fmt.Errorf("wechat %s: answer has no access_token", api)
+		return "", 0, fmt.Errorf("wechat: access token: %w", &BadAnswerError{API: api, Err: errors.New("no access_token")})
 	}
 	c.log.Info("access token fetched", "api", api, "expires_in", ans.ExpiresIn)
 	return ans.AccessToken, ans.ExpiresIn, nil
+}
+
+// tokenHint says what to do about a token API's errcode, where WeChat's
+// errmsg does not.
+func tokenHint(code int) string {
+	switch code {
+	case ErrCodeInvalidCredential, ErrCodeInvalidAppSecret:
+		return "check WECHAT_APPSECRET: it is wrong or was reset in the MP console"
+	case ErrCodeInvalidAppID:
+		return "check WECHAT_APPID"
+	case ErrCodeIPNotWhitelisted:
+		return "add this server's outgoing IP to the account's API IP whitelist in the MP console"
+	case ErrCodeDailyQuota, ErrCodeRateLimited:
+		return "the token API's quota is spent for now"
+	}
+	return ""
 }

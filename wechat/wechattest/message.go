@@ -37,18 +37,20 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Body = body
-	delay, status, code, ok := s.takeFailure(r.Context(), api)
-	if !ok || !sleep(r.Context(), delay) {
+	f, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), f.delay) {
 		rec.Abandoned = true
 		s.record(rec)
 		return
 	}
-	if status != 0 {
-		rec.HTTPStatus = status
+	if f.status != 0 || f.raw {
+		rec.HTTPStatus = max(f.status, http.StatusOK)
+		rec.Garbled = f.raw
 		s.record(rec)
-		http.Error(w, http.StatusText(status), status)
+		writeForced(w, f)
 		return
 	}
+	code := f.code
 
 	ans := answer{code, "forced failure"}
 	s.mu.Lock()
@@ -226,18 +228,20 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	api := r.URL.Path
 	q := r.URL.Query()
 	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK, MediaType: q.Get("type")}
-	delay, status, code, ok := s.takeFailure(r.Context(), api)
-	if !ok || !sleep(r.Context(), delay) {
+	f, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), f.delay) {
 		rec.Abandoned = true
 		s.record(rec)
 		return
 	}
-	if status != 0 {
-		rec.HTTPStatus = status
+	if f.status != 0 || f.raw {
+		rec.HTTPStatus = max(f.status, http.StatusOK)
+		rec.Garbled = f.raw
 		s.record(rec)
-		http.Error(w, http.StatusText(status), status)
+		writeForced(w, f)
 		return
 	}
+	code := f.code
 	ans := answer{code, "forced failure"}
 	if ans.code == 0 {
 		s.mu.Lock()

@@ -46,13 +46,14 @@ type Received struct {
 	MsgID      int64  // PathTemplateSend: the msgid answered
 	MediaID    string // PathMediaUpload: the media_id answered
 	Abandoned  bool   // the client went away before the answer
+	Garbled    bool   // answered with a raw body by FailBody, not carried out
 	Time       time.Time
 }
 
 // OK reports whether the fake accepted the call: what the real API would
 // have delivered.
 func (r Received) OK() bool {
-	return r.ErrCode == 0 && r.HTTPStatus == http.StatusOK && !r.Abandoned
+	return r.ErrCode == 0 && r.HTTPStatus == http.StatusOK && !r.Abandoned && !r.Garbled
 }
 
 // Option configures a Server.
@@ -105,8 +106,9 @@ type Server struct {
 	nextMsgID    int64
 	media        map[string]bool // issued media_id → still valid
 	outOfWindow  map[string]bool
-	failCode     map[string][]int // api → errcodes to answer next
-	failHTTP     map[string][]int // api → HTTP statuses to answer next
+	failCode     map[string][]int    // api → errcodes to answer next
+	failHTTP     map[string][]int    // api → HTTP statuses to answer next
+	failBody     map[string][]string // api → raw HTTP 200 bodies to answer next
 	delayNext    map[string][]time.Duration
 	latency      map[string]time.Duration
 	holds        map[string]chan struct{} // api → closed on release
@@ -126,6 +128,7 @@ func New(opts ...Option) *Server {
 		outOfWindow: make(map[string]bool),
 		failCode:    make(map[string][]int),
 		failHTTP:    make(map[string][]int),
+		failBody:    make(map[string][]string),
 		delayNext:   make(map[string][]time.Duration),
 		latency:     make(map[string]time.Duration),
 		holds:       make(map[string]chan struct{}),
@@ -260,6 +263,17 @@ func (s *Server) FailHTTP(api string, status, times int) {
 	}
 }
 
+// FailBody makes the next times calls of api answer HTTP 200 with body
+// as it is (say an HTML page, or nothing), as a gateway in front of
+// WeChat might. The call is not carried out.
+func (s *Server) FailBody(api, body string, times int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range times {
+		s.failBody[api] = append(s.failBody[api], body)
+	}
+}
+
 // SetLatency delays every answer of api by d (0 removes the delay).
 func (s *Server) SetLatency(api string, d time.Duration) {
 	s.mu.Lock()
@@ -331,10 +345,20 @@ func (s *Server) record(r Received) {
 	}
 }
 
+// forced is what a call is made to answer instead of the real thing.
+type forced struct {
+	delay  time.Duration
+	status int    // an HTTP status other than 200
+	body   string // a raw HTTP 200 body, when raw
+	raw    bool
+	code   int // an errcode
+}
+
 // takeFailure waits while api is held, then pops the next forced HTTP
-// status, or else the next forced errcode, for api, and returns the delay
-// to apply first. ok is false when the client went away while held.
-func (s *Server) takeFailure(ctx context.Context, api string) (delay time.Duration, status, errcode int, ok bool) {
+// status, or else the next forced raw body, or else the next forced
+// errcode, for api, with the delay to apply first. ok is false when the
+// client went away while held.
+func (s *Server) takeFailure(ctx context.Context, api string) (f forced, ok bool) {
 	s.mu.Lock()
 	gate := s.holds[api]
 	s.mu.Unlock()
@@ -342,26 +366,46 @@ func (s *Server) takeFailure(ctx context.Context, api string) (delay time.Durati
 		select {
 		case <-gate:
 		case <-ctx.Done():
-			return 0, 0, 0, false
+			return forced{}, false
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delay = s.latency[api]
+	f.delay = s.latency[api]
 	if q := s.delayNext[api]; len(q) > 0 {
-		delay += q[0]
+		f.delay += q[0]
 		s.delayNext[api] = q[1:]
 	}
 	if q := s.failHTTP[api]; len(q) > 0 {
-		status = q[0]
+		f.status = q[0]
 		s.failHTTP[api] = q[1:]
-		return delay, status, 0, true
+		return f, true
+	}
+	if q := s.failBody[api]; len(q) > 0 {
+		f.body, f.raw = q[0], true
+		s.failBody[api] = q[1:]
+		return f, true
 	}
 	if q := s.failCode[api]; len(q) > 0 {
-		errcode = q[0]
+		f.code = q[0]
 		s.failCode[api] = q[1:]
 	}
-	return delay, status, errcode, true
+	return f, true
+}
+
+// writeForced answers a forced HTTP status or raw body and reports
+// whether it did.
+func writeForced(w http.ResponseWriter, f forced) bool {
+	switch {
+	case f.status != 0:
+		http.Error(w, http.StatusText(f.status), f.status)
+	case f.raw:
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte(f.body))
+	default:
+		return false
+	}
+	return true
 }
 
 // sleep waits d, or returns false when the client goes away first.

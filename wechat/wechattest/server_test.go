@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -112,14 +113,18 @@ func TestTokenEndpoints(t *testing.T) {
 
 	creds := []struct {
 		name, appID, secret string
-		code                int
+		legacy, stable      int // the errcodes of /cgi-bin/token and stable_token
 	}{
-		{"wrong appid", "wxother", s.AppSecret, 40013},
-		{"wrong secret", s.AppID, "nope", 40125},
+		{"wrong appid", "wxother", s.AppSecret, 40013, 40013},
+		{"wrong secret", s.AppID, "nope", 40001, 40125},
 	}
 	for _, c := range creds {
-		if r := legacyToken(t, s, c.appID, c.secret); r.code() != c.code {
-			t.Errorf("%s: %v, want %d", c.name, r.body, c.code)
+		if r := legacyToken(t, s, c.appID, c.secret); r.code() != c.legacy {
+			t.Errorf("%s, /cgi-bin/token: %v, want %d", c.name, r.body, c.legacy)
+		}
+		b, _ := json.Marshal(map[string]any{"grant_type": "client_credential", "appid": c.appID, "secret": c.secret})
+		if r := post(t, s, wechat.PathStableToken, "", string(b)); r.code() != c.stable {
+			t.Errorf("%s, stable_token: %v, want %d", c.name, r.body, c.stable)
 		}
 	}
 }
@@ -273,6 +278,21 @@ func TestFailureControls(t *testing.T) {
 		}
 	}
 
+	s.FailBody(wechat.PathCustomSend, "<html>gateway</html>", 1)
+	resp, err := http.Post(s.URL+wechat.PathCustomSend+"?access_token="+tok, "application/json", strings.NewReader(text("u")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(raw) != "<html>gateway</html>" {
+		t.Errorf("FailBody answered %d %q", resp.StatusCode, raw)
+	}
+	if last := s.Received()[len(s.Received())-1]; !last.Garbled || last.OK() {
+		t.Errorf("garbled call recorded as %+v", last)
+	}
+
+	n := len(s.Received())
 	s.DelayNext(wechat.PathCustomSend, time.Second, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -280,10 +300,10 @@ func TestFailureControls(t *testing.T) {
 	if _, err := http.DefaultClient.Do(req); err == nil {
 		t.Error("a delayed call answered within the client's timeout")
 	}
-	if err := s.WaitReceived(context.Background(), len(want)+1); err != nil {
+	if err := s.WaitReceived(context.Background(), n+1); err != nil {
 		t.Fatal(err)
 	}
-	if last := s.Received()[len(want)]; !last.Abandoned || last.OK() {
+	if last := s.Received()[n]; !last.Abandoned || last.OK() {
 		t.Errorf("timed-out call recorded as %+v", last)
 	}
 }

@@ -68,7 +68,7 @@ func (s *Server) checkTokenLocked(tok string, now time.Time) int {
 	return 0
 }
 
-// checkCredentialsLocked returns the errcode for a token request.
+// checkCredentials returns the errcode for a token request (stable_token's).
 func (s *Server) checkCredentials(grant, appID, secret string) (int, string) {
 	switch {
 	case grant != "client_credential":
@@ -87,19 +87,18 @@ func (s *Server) tokenPreamble(w http.ResponseWriter, r *http.Request, api, meth
 	s.mu.Lock()
 	s.tokenFetches++
 	s.mu.Unlock()
-	delay, status, code, ok := s.takeFailure(r.Context(), api)
-	if !ok || !sleep(r.Context(), delay) {
+	f, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), f.delay) {
 		return false
 	}
 	switch {
 	case r.Method != method:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return false
-	case status != 0:
-		http.Error(w, http.StatusText(status), status)
+	case writeForced(w, f):
 		return false
-	case code != 0:
-		writeErr(w, code, "forced failure")
+	case f.code != 0:
+		writeErr(w, f.code, "forced failure")
 		return false
 	}
 	return true
@@ -112,6 +111,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if code, msg := s.checkCredentials(q.Get("grant_type"), q.Get("appid"), q.Get("secret")); code != 0 {
+		if code == 40125 {
+			// /cgi-bin/token answers a wrong secret with 40001, the
+			// code of a bad access_token elsewhere.
+			code, msg = 40001, "invalid credential, access_token is invalid or not latest"
+		}
 		writeErr(w, code, msg)
 		return
 	}

@@ -1,0 +1,107 @@
+package wechat
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestTokenTTL(t *testing.T) {
+	tests := []struct {
+		expiresIn int64
+		want      time.Duration
+	}{
+		{7200, 7200*time.Second - 5*time.Minute},
+		{300, 240 * time.Second},                // a stable token near its end keeps a fifth
+		{1, 800 * time.Millisecond},             // still used, briefly, rather than never
+		{0, 4 * time.Minute},                    // no expires_in: assume 5 minutes
+		{-5, 4 * time.Minute},                   // nonsense: the same
+		{1 << 40, 24*time.Hour - 5*time.Minute}, // absurd: capped, no overflow
+	}
+	for _, tt := range tests {
+		if got := tokenTTL(tt.expiresIn); got != tt.want {
+			t.Errorf("tokenTTL(%d) = %v, want %v", tt.expiresIn, got, tt.want)
+		}
+	}
+}
+
+// The pause after failed fetches doubles from a second, up to 30s for
+// failures that may pass by themselves and 5 minutes for ones that need
+// an operator; a fetched token ends it.
+func TestTokenFailurePause(t *testing.T) {
+	transient := &APIError{Code: ErrCodeSystemBusy, API: PathStableToken}
+	final := &APIError{Code: ErrCodeIPNotWhitelisted, API: PathStableToken}
+	tests := []struct {
+		name string
+		err  error
+		want []time.Duration
+	}{
+		{"transient", transient, []time.Duration{1, 2, 4, 8, 16, 30, 30}},
+		{"final", final, []time.Duration{1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300}},
+	}
+	now := time.Now()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc := newTokenCache()
+			for i, w := range tt.want {
+				if got := tc.fail(tt.err, now); got != w*time.Second {
+					t.Errorf("failure %d: pause %v, want %v", i+1, got, w*time.Second)
+				}
+			}
+			last := tt.want[len(tt.want)-1] * time.Second
+			if err := tc.failure(now.Add(last - time.Millisecond)); err != tt.err {
+				t.Errorf("within the pause: %v, want the failure", err)
+			}
+			if err := tc.failure(now.Add(last)); err != nil {
+				t.Errorf("after the pause: %v, want none", err)
+			}
+			tc.set("T", time.Hour)
+			if err := tc.failure(now); err != nil || tc.failures != 0 {
+				t.Errorf("after a fetched token: %v, %d failures", err, tc.failures)
+			}
+		})
+	}
+}
+
+// Once the pause is over the next caller fetches again, and a working
+// token API ends the failures.
+func TestTokenFetchedAgainAfterPause(t *testing.T) {
+	var calls, failing atomic.Int64
+	failing.Store(1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if failing.Load() == 1 {
+			_, _ = w.Write([]byte(`{"errcode":40164,"errmsg":"invalid ip 10.0.0.1, not in whitelist"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"TOK","expires_in":7200}`))
+	}))
+	defer srv.Close()
+	c := NewClient(ClientOptions{BaseURL: srv.URL, AppID: "wx1", AppSecret: "s", Logger: slog.New(slog.DiscardHandler)})
+	for range 3 {
+		_, err := c.Token(context.Background())
+		var ae *APIError
+		if !errors.As(err, &ae) || ae.Code != ErrCodeIPNotWhitelisted {
+			t.Fatalf("err = %v, want APIError 40164", err)
+		}
+	}
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("calls = %d during the pause, want 1", got)
+	}
+	failing.Store(0)
+	c.tokens.mu.Lock()
+	c.tokens.failUntil = time.Now() // the pause ends
+	c.tokens.mu.Unlock()
+	tok, err := c.Token(context.Background())
+	if err != nil || tok != "TOK" || calls.Load() != 2 {
+		t.Fatalf("after the pause: %q, %v, %d calls", tok, err, calls.Load())
+	}
+	if c.tokens.failure(time.Now()) != nil {
+		t.Error("the failure outlived a fetched token")
+	}
+}
