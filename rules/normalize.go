@@ -3,7 +3,6 @@ package rules
 import (
 	"strings"
 	"unicode/utf8"
-	"unsafe"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/width"
@@ -54,7 +53,8 @@ func normalize(s string) string {
 var caseFolder = cases.Fold()
 
 // foldCase applies Unicode case folding without allocating when there is
-// nothing to fold, as in Chinese text.
+// nothing to fold: ASCII without capitals, and text made only of runes
+// that have no case at all, as Chinese text is.
 func foldCase(s string) string {
 	if isASCII(s) {
 		for i := 0; i < len(s); i++ {
@@ -64,12 +64,52 @@ func foldCase(s string) string {
 		}
 		return s
 	}
-	// Span only reads src, so it may look at the string's bytes in place
-	// rather than at a copy.
-	if n, err := caseFolder.Span(unsafe.Slice(unsafe.StringData(s), len(s)), true); err == nil && n == len(s) {
-		return s
+	// Invalid UTF-8 ranges as U+FFFD, which is not caseless: x/text
+	// decides what becomes of it.
+	for _, r := range s {
+		if !caseless(r) {
+			return caseFolder.String(s)
+		}
 	}
-	return caseFolder.String(s)
+	return s
+}
+
+// caseless reports whether r is one of the runes that case folding
+// leaves alone and that make up most of what users type: ASCII other than
+// capitals, and the CJK, kana, Hangul, punctuation and emoji blocks, none
+// of which has case. A rune outside these is simply folded by x/text;
+// TestCaselessRunesDoNotFold holds the ranges to what x/text does.
+//
+// This replaces a check that handed the string's bytes to x/text through
+// unsafe: it was as fast, but its safety rested on x/text never writing to
+// the source buffer, which nothing documents.
+func caseless(r rune) bool {
+	for _, rg := range caselessRanges {
+		if r < rg[0] {
+			return false
+		}
+		if r <= rg[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// caselessRanges are ascending, inclusive ranges of runes without case.
+var caselessRanges = [...][2]rune{
+	{0x00, 0x40},       // ASCII up to @
+	{0x5b, 0x7f},       // ASCII from [ on: a-z and punctuation
+	{0x2000, 0x206f},   // General Punctuation: “ ” … ‧
+	{0x3000, 0x30ff},   // CJK Symbols and Punctuation, Hiragana, Katakana
+	{0x3400, 0x4dbf},   // CJK Unified Ideographs Extension A
+	{0x4e00, 0x9fff},   // CJK Unified Ideographs
+	{0xac00, 0xd7a3},   // Hangul Syllables
+	{0xfe30, 0xfe4f},   // CJK Compatibility Forms
+	{0xff01, 0xff20},   // full-width punctuation and digits
+	{0xff3b, 0xff40},   // full-width [ to `
+	{0xff5b, 0xffef},   // full-width { on, half-width forms
+	{0x1f000, 0x1faff}, // emoji and pictographs
+	{0x20000, 0x3134f}, // CJK Unified Ideographs Extensions B to G
 }
 
 func isASCII(s string) bool {

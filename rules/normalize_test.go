@@ -64,9 +64,44 @@ func TestNormalizeMatchesXText(t *testing.T) {
 }
 
 func TestNormalizeDoesNotAllocateForPlainText(t *testing.T) {
-	for _, s := range []string{"hello world", "我想评价一下你们的服务", "订单 123456"} {
+	for _, s := range []string{"hello world", "我想评价一下你们的服务", "订单 123456", "“好的”。谢谢……😀"} {
 		if allocs := testing.AllocsPerRun(100, func() { normalize(s) }); allocs != 0 {
 			t.Errorf("normalize(%q): %v allocations, want 0", s, allocs)
+		}
+	}
+}
+
+// foldCase skips x/text for runes it takes to be caseless; every one of
+// them must be one that x/text's folding leaves alone, and the ranges must
+// be ascending for caseless's early exit.
+func TestCaselessRunesDoNotFold(t *testing.T) {
+	folder := cases.Fold()
+	for i, rg := range caselessRanges {
+		if rg[0] > rg[1] || (i > 0 && rg[0] <= caselessRanges[i-1][1]) {
+			t.Fatalf("range %d %U-%U is empty or out of order", i, rg[0], rg[1])
+		}
+		for r := rg[0]; r <= rg[1]; r++ {
+			if s := string(r); folder.String(s) != s {
+				t.Errorf("%U %q is in caselessRanges but folds to %q", r, s, folder.String(s))
+			}
+			if !caseless(r) {
+				t.Errorf("caseless(%U) = false inside %U-%U", r, rg[0], rg[1])
+			}
+		}
+	}
+	for _, r := range []rune{'A', 'Z', 'ß', 'Σ', 'Ａ', 'ｚ', 0xfffd, 0x10400} {
+		if caseless(r) {
+			t.Errorf("caseless(%U) = true", r)
+		}
+	}
+}
+
+// Invalid UTF-8 (never from WeChat's XML, but Parse takes any bytes) gets
+// whatever x/text makes of it.
+func TestFoldCaseInvalidUTF8(t *testing.T) {
+	for _, s := range []string{"\xff", "你\xe4\xbd", "A\x80b"} {
+		if got, want := foldCase(s), cases.Fold().String(s); got != want {
+			t.Errorf("foldCase(%q) = %q, x/text gives %q", s, got, want)
 		}
 	}
 }
