@@ -12,6 +12,7 @@ type outcome struct {
 	reason    string // set when known before describe: out of window, shutdown
 	errCode   int
 	attempts  int
+	lastCall  time.Time // when the last send call was made
 	msgID     int64
 	err       error
 }
@@ -77,6 +78,7 @@ func (s *Sender) sendCustom(ctx context.Context, deadline time.Time, j *job) out
 			}
 		}
 		o.attempts++
+		o.lastCall = time.Now()
 		err := s.client.SendCustom(ctx, ready)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Code == ErrCodeInvalidMediaID && len(refs) > 0 && !reuploaded {
@@ -91,6 +93,7 @@ func (s *Sender) sendCustom(ctx context.Context, deadline time.Time, j *job) out
 				return err
 			}
 			o.attempts++
+			o.lastCall = time.Now()
 			err = s.client.SendCustom(ctx, ready)
 		}
 		return err
@@ -167,7 +170,7 @@ func (s *Sender) finish(j *job, o outcome, took time.Duration) {
 		o.reason, o.errCode = describe(o.err, s.ctx.Err() != nil)
 	}
 	if o.errCode == ErrCodeOutOfWindow && s.o.Window != nil {
-		s.o.Window.Close(j.openid)
+		s.o.Window.CloseAsOf(j.openid, o.lastCall)
 	}
 	state := StateDelivered
 	if !o.delivered {

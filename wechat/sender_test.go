@@ -159,6 +159,37 @@ func TestSender45015ClosesWindow(t *testing.T) {
 	}
 }
 
+// A 45015 that answers a call made before the user wrote again does not
+// close the window the new message just opened: the user's replies to it
+// must still go out.
+func TestSender45015BeforeNewInteraction(t *testing.T) {
+	srv := fakeAPI(t)
+	w := wechat.NewWindow(0)
+	s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Window: w})
+	srv.FailNext(wechat.PathCustomSend, wechat.ErrCodeOutOfWindow, 1)
+	release := srv.Hold(wechat.PathCustomSend)
+	defer release()
+	first, _ := s.Enqueue(textOut("u", "old"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	w.Touch("u", time.Now()) // the user writes while the call is on its way
+	release()
+	res.wait(t, 1)
+	second, _ := s.Enqueue(textOut("u", "new"))
+	res.wait(t, 2)
+	st1, _ := s.Status(first[0])
+	st2, _ := s.Status(second[0])
+	if st1.State != wechat.StateFailed || st1.ErrCode != wechat.ErrCodeOutOfWindow {
+		t.Errorf("first = %+v, want failed with 45015", st1)
+	}
+	if st2.State != wechat.StateDelivered {
+		t.Errorf("second = %+v, want delivered: the window was opened after the 45015 call", st2)
+	}
+}
+
 // The window decides before sending; template messages are not bound.
 func TestSenderEnforcesWindow(t *testing.T) {
 	now := time.Now()

@@ -57,12 +57,22 @@ func (w *Window) Touch(openid string, at time.Time) {
 // WeChat answered 45015 for it: WeChat knows interactions this process
 // may not have seen, and its answer wins.
 func (w *Window) Close(openid string) {
+	w.CloseAsOf(openid, time.Now())
+}
+
+// CloseAsOf is Close for WeChat's 45015 answer to a call made at asked.
+// An interaction recorded after asked wins: the answer may have been
+// given before WeChat saw it, and the user's window is open again.
+func (w *Window) CloseAsOf(openid string, asked time.Time) {
 	if openid == "" {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	e := w.users[openid]
+	if e.last.After(asked) {
+		return
+	}
 	e.closed = true
 	e.closedAt = time.Now()
 	w.users[openid] = e

@@ -37,6 +37,14 @@ func TestWindow(t *testing.T) {
 			w.Touch("u", t0.Add(time.Minute))
 		}, t0.Add(time.Minute), true, true},
 		{"other users are separate", func(w *wechat.Window) { w.Touch("v", t0) }, t0, false, false},
+		{"45015 to a call made before a newer interaction", func(w *wechat.Window) {
+			w.Touch("u", t0.Add(time.Minute))
+			w.CloseAsOf("u", t0)
+		}, t0.Add(time.Minute), true, true},
+		{"45015 to a call made after the last interaction", func(w *wechat.Window) {
+			w.Touch("u", t0)
+			w.CloseAsOf("u", t0.Add(time.Minute))
+		}, t0.Add(time.Minute), false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
