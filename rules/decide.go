@@ -124,10 +124,7 @@ func (s *Set) answer(d *Decision, r *rule, in *input, passiveTaken *bool) {
 		items = items[i : i+1]
 	}
 	m := in.msg
-	inMsgID := m.MsgId
-	if inMsgID == "" {
-		inMsgID = m.MsgID
-	}
+	inMsgID := msgIDOf(m)
 	data := &TemplateData{Message: m, Groups: r.cond.groups(in)}
 	for k, it := range items {
 		custom, tmpl, err := it.render(data)
@@ -153,4 +150,14 @@ func (s *Set) answer(d *Decision, r *rule, in *input, passiveTaken *bool) {
 		}
 		d.Replies = append(d.Replies, wechat.Outgoing{Rule: r.name, InMsgID: inMsgID, Custom: custom, Template: tmpl})
 	}
+}
+
+// msgIDOf is the id of m that replies and log lines carry, so that a log
+// reader can follow one message: MsgId for user messages, MsgID for the
+// job-finished events, which spell it so.
+func msgIDOf(m *wechat.Message) string {
+	if m.MsgId != "" {
+		return m.MsgId
+	}
+	return m.MsgID
 }

@@ -87,12 +87,3 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) *wechat.Cust
 	}
 	return d.Passive
 }
-
-// msgIDOf is the id a log reader searches for: MsgId for messages, MsgID
-// for the job-finished events.
-func msgIDOf(m *wechat.Message) string {
-	if m.MsgId != "" {
-		return m.MsgId
-	}
-	return m.MsgID
-}
