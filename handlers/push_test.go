@@ -146,7 +146,7 @@ func call(t *testing.T, method, url, body string, header map[string]string) apiR
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	r := apiResult{Code: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+	if len(raw) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &r.Body); err != nil {
 			t.Fatalf("%s %s: answer is not JSON: %v\n%s", method, url, err, raw)
 		}
