@@ -13,15 +13,25 @@ import (
 // each was first used for and the id that request was given, so that a
 // client's retry never sends a message twice. A retry that arrives while
 // the first request is still being handled waits for its outcome.
+//
+// It holds at most max keys. Beyond that a new key is refused rather than
+// an old one forgotten: forgetting would let that key's retry send again.
 type idempotency struct {
 	mu        sync.Mutex // makes "look up, then add or delete" atomic
 	seen      *cache.Cache
+	max       int
+	fullSweep time.Duration // sweepWhenFull, or the TTL when shorter
 	lastSweep time.Time
 }
 
-// sweepEvery is how often begin drops expired keys. Sweeping on use
-// rather than with go-cache's janitor leaves no goroutine behind.
-const sweepEvery = time.Hour
+// How often begin drops expired keys: every sweepEvery, and every
+// sweepWhenFull while the store is full. Sweeping on use rather than with
+// go-cache's janitor leaves no goroutine behind; the bound on sweeps keeps
+// a full store from costing a scan per request.
+const (
+	sweepEvery    = time.Hour
+	sweepWhenFull = time.Minute
+)
 
 // keyEntry is one Idempotency-Key in use.
 type keyEntry struct {
@@ -31,27 +41,39 @@ type keyEntry struct {
 	ok          bool // false: the first request was refused and forgotten
 }
 
-func newIdempotency(ttl time.Duration) *idempotency {
-	return &idempotency{seen: cache.New(ttl, 0), lastSweep: time.Now()}
+func newIdempotency(ttl time.Duration, maxKeys int) *idempotency {
+	return &idempotency{seen: cache.New(ttl, 0), max: maxKeys, fullSweep: min(ttl, sweepWhenFull), lastSweep: time.Now()}
 }
 
 // begin claims key for a request with fingerprint fp. first is true when
 // the key is new: the caller handles the request and must call complete
 // or abandon. Otherwise entry is the key's first request, to compare
-// fingerprints with and wait on.
-func (s *idempotency) begin(key string, fp [sha256.Size]byte) (entry *keyEntry, first bool) {
+// fingerprints with and wait on. full is true, with no entry, when the key
+// is new and the store holds its maximum.
+func (s *idempotency) begin(key string, fp [sha256.Size]byte) (entry *keyEntry, first, full bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now := time.Now(); now.Sub(s.lastSweep) >= sweepEvery {
+	now := time.Now()
+	if now.Sub(s.lastSweep) >= sweepEvery {
 		s.seen.DeleteExpired()
 		s.lastSweep = now
 	}
 	if v, ok := s.seen.Get(key); ok {
-		return v.(*keyEntry), false
+		return v.(*keyEntry), false, false
+	}
+	if s.seen.ItemCount() >= s.max {
+		// ItemCount includes expired keys not yet swept.
+		if now.Sub(s.lastSweep) >= s.fullSweep {
+			s.seen.DeleteExpired()
+			s.lastSweep = now
+		}
+		if s.seen.ItemCount() >= s.max {
+			return nil, false, true
+		}
 	}
 	e := &keyEntry{fingerprint: fp, done: make(chan struct{})}
 	s.seen.Set(key, e, cache.DefaultExpiration)
-	return e, true
+	return e, true, false
 }
 
 // complete records that the key's request was accepted as id.

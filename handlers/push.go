@@ -47,6 +47,11 @@ type PushConfig struct {
 	// means DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
 
+	// MaxIdempotencyKeys bounds the keys remembered at once, and so the
+	// memory they take (about 300 to 500 bytes each); zero means
+	// DefaultMaxIdempotencyKeys.
+	MaxIdempotencyKeys int
+
 	// Now is the clock of the window check; nil means time.Now.
 	Now func() time.Time
 }
@@ -55,6 +60,11 @@ const (
 	// DefaultIdempotencyTTL is how long an Idempotency-Key is remembered:
 	// a day covers any client's retry schedule.
 	DefaultIdempotencyTTL = 24 * time.Hour
+
+	// DefaultMaxIdempotencyKeys is WeChat's usual daily quota of template
+	// messages: an account that keys every push stays under it within
+	// DefaultIdempotencyTTL, in about 50 MB at most.
+	DefaultMaxIdempotencyKeys = 100_000
 
 	// maxIdempotencyKey bounds the header; UUIDs and hashes fit easily.
 	maxIdempotencyKey = 255
@@ -117,15 +127,53 @@ func registerPush(e *echo.Echo, cfg PushConfig, log *slog.Logger) {
 	if cfg.IdempotencyTTL <= 0 {
 		cfg.IdempotencyTTL = DefaultIdempotencyTTL
 	}
+	if cfg.MaxIdempotencyKeys <= 0 {
+		cfg.MaxIdempotencyKeys = DefaultMaxIdempotencyKeys
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &push{cfg: cfg, keys: newIdempotency(cfg.IdempotencyTTL), log: log}
+	p := &push{cfg: cfg, keys: newIdempotency(cfg.IdempotencyTTL, cfg.MaxIdempotencyKeys), log: log}
 	g := e.Group("/api/v1", bearerAuth(cfg.APIKey))
 	g.POST("/messages", p.postMessage)
 	g.GET("/messages/:id", p.status(false))
 	g.POST("/templates", p.postTemplate)
 	g.GET("/templates/:id", p.status(true))
+	// The group's catch-all would answer Echo's plain-text 404 even for a
+	// known path with the wrong method; the API answers JSON, and 405.
+	g.RouteNotFound("", noRoute)
+	g.RouteNotFound("/*", noRoute)
+}
+
+// noRoute answers a request no route took: 405 with Allow for a known path
+// and another method, 404 otherwise.
+func noRoute(c echo.Context) error {
+	if m := allowedMethod(c.Request().URL.Path); m != "" {
+		c.Response().Header().Set(echo.HeaderAllow, m)
+		return writeError(c, http.StatusMethodNotAllowed,
+			fmt.Sprintf("method %s not allowed here: use %s", c.Request().Method, m))
+	}
+	return writeError(c, http.StatusNotFound,
+		"no such route: the push API is POST /api/v1/messages, GET /api/v1/messages/{id}, POST /api/v1/templates and GET /api/v1/templates/{id}")
+}
+
+// allowedMethod is the one method the API takes on path, "" for a path it
+// does not serve.
+func allowedMethod(path string) string {
+	rest, ok := strings.CutPrefix(path, "/api/v1/")
+	if !ok {
+		return ""
+	}
+	kind, id, hasID := strings.Cut(rest, "/")
+	switch {
+	case kind != "messages" && kind != "templates":
+		return ""
+	case !hasID:
+		return http.MethodPost
+	case id != "" && !strings.Contains(id, "/"):
+		return http.MethodGet
+	}
+	return ""
 }
 
 // bearerAuth checks "Authorization: Bearer <key>". Both sides are hashed
@@ -209,7 +257,14 @@ func (p *push) accept(c echo.Context, kind string, body []byte, openid, msgType 
 	}
 	fp := fingerprint(kind, body)
 	for {
-		entry, first := p.keys.begin(key, fp)
+		entry, first, full := p.keys.begin(key, fp)
+		if full {
+			p.log.Warn("push refused: too many Idempotency-Keys remembered", "max", p.cfg.MaxIdempotencyKeys, "openid", openid)
+			c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(int(sweepWhenFull/time.Second)))
+			return writeError(c, http.StatusTooManyRequests, fmt.Sprintf(
+				"too many Idempotency-Keys in use (the server remembers at most %d): nothing was sent; retry later",
+				p.cfg.MaxIdempotencyKeys))
+		}
 		if !first {
 			if entry.fingerprint != fp {
 				return writeError(c, http.StatusUnprocessableEntity,
