@@ -68,26 +68,10 @@ func replyType(m *CustomMessage) (string, error) {
 	if m == nil {
 		return "", fmt.Errorf("%w: no message", ErrInvalidReply)
 	}
-	payloads := []struct {
-		msgType string
-		set     bool
-		passive bool
-	}{
-		{MsgTypeText, m.Text != nil, true},
-		{MsgTypeImage, m.Image != nil, true},
-		{MsgTypeVoice, m.Voice != nil, true},
-		{MsgTypeVideo, m.Video != nil, true},
-		{MsgTypeMusic, m.Music != nil, true},
-		{MsgTypeNews, m.News != nil, true},
-		{MsgTypeMPNews, m.MPNews != nil, false},
-		{MsgTypeMPNewsArticle, m.MPNewsArticle != nil, false},
-		{MsgTypeMsgMenu, m.MsgMenu != nil, false},
-		{MsgTypeWxCard, m.WxCard != nil, false},
-		{MsgTypeMiniProgramPage, m.MiniProgramPage != nil, false},
-	}
+	slots := m.slots()
 	msgType := m.MsgType
 	if msgType == "" {
-		for _, p := range payloads {
+		for _, p := range slots {
 			if !p.set {
 				continue
 			}
@@ -100,7 +84,9 @@ func replyType(m *CustomMessage) (string, error) {
 			return "", fmt.Errorf("%w: no msgtype and no payload", ErrInvalidReply)
 		}
 	}
-	for _, p := range payloads {
+	// The passive types are the ones slots (validate.go) marks so, which
+	// is also what IsPassiveType answers.
+	for _, p := range slots {
 		if p.msgType != msgType {
 			continue
 		}

@@ -33,26 +33,29 @@ var CustomMsgTypes = []string{
 // payloadSlot is one payload pointer of a CustomMessage with its msgtype.
 type payloadSlot struct {
 	msgType string
+	// passive: WeChat takes this type as a passive reply, in the HTTP
+	// response to a callback.
+	passive bool
 	set     bool
 	value   any
 }
 
 // slots lists the payloads of m in CustomMsgTypes order. It is the one
-// place that pairs a msgtype with its field, so adding a type means adding
-// a line here.
+// place that pairs a msgtype with its field and says whether it can be a
+// passive reply, so adding a type means adding a line here.
 func (m *CustomMessage) slots() [11]payloadSlot {
 	return [...]payloadSlot{
-		{MsgTypeText, m.Text != nil, m.Text},
-		{MsgTypeImage, m.Image != nil, m.Image},
-		{MsgTypeVoice, m.Voice != nil, m.Voice},
-		{MsgTypeVideo, m.Video != nil, m.Video},
-		{MsgTypeMusic, m.Music != nil, m.Music},
-		{MsgTypeNews, m.News != nil, m.News},
-		{MsgTypeMPNews, m.MPNews != nil, m.MPNews},
-		{MsgTypeMPNewsArticle, m.MPNewsArticle != nil, m.MPNewsArticle},
-		{MsgTypeMsgMenu, m.MsgMenu != nil, m.MsgMenu},
-		{MsgTypeWxCard, m.WxCard != nil, m.WxCard},
-		{MsgTypeMiniProgramPage, m.MiniProgramPage != nil, m.MiniProgramPage},
+		{MsgTypeText, true, m.Text != nil, m.Text},
+		{MsgTypeImage, true, m.Image != nil, m.Image},
+		{MsgTypeVoice, true, m.Voice != nil, m.Voice},
+		{MsgTypeVideo, true, m.Video != nil, m.Video},
+		{MsgTypeMusic, true, m.Music != nil, m.Music},
+		{MsgTypeNews, true, m.News != nil, m.News},
+		{MsgTypeMPNews, false, m.MPNews != nil, m.MPNews},
+		{MsgTypeMPNewsArticle, false, m.MPNewsArticle != nil, m.MPNewsArticle},
+		{MsgTypeMsgMenu, false, m.MsgMenu != nil, m.MsgMenu},
+		{MsgTypeWxCard, false, m.WxCard != nil, m.WxCard},
+		{MsgTypeMiniProgramPage, false, m.MiniProgramPage != nil, m.MiniProgramPage},
 	}
 }
 
@@ -69,11 +72,14 @@ func (m *CustomMessage) Payload() any {
 }
 
 // IsPassiveType reports whether msgType can be answered as a passive reply
-// in the HTTP response: WeChat takes only these six there.
+// in the HTTP response: WeChat takes only text, image, voice, video, music
+// and news there. EncodeReply refuses the others with ErrNotPassive.
 func IsPassiveType(msgType string) bool {
-	switch msgType {
-	case MsgTypeText, MsgTypeImage, MsgTypeVoice, MsgTypeVideo, MsgTypeMusic, MsgTypeNews:
-		return true
+	var none CustomMessage
+	for _, s := range none.slots() {
+		if s.msgType == msgType {
+			return s.passive
+		}
 	}
 	return false
 }

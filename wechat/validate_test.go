@@ -1,6 +1,7 @@
 package wechat
 
 import (
+	"errors"
 	"slices"
 	"testing"
 )
@@ -113,10 +114,50 @@ func TestPayload(t *testing.T) {
 			t.Errorf("Payload() of %s = %v, want %v", tt.msg.MsgType, got, tt.want)
 		}
 	}
+}
+
+// validOfEachType is a message of each customer-service type that
+// Validate accepts, with uploaded media (what a passive reply needs).
+var validOfEachType = map[string]*CustomMessage{
+	MsgTypeText:            {MsgType: MsgTypeText, Text: &Text{Content: "hi"}},
+	MsgTypeImage:           {MsgType: MsgTypeImage, Image: &Media{MediaID: "m"}},
+	MsgTypeVoice:           {MsgType: MsgTypeVoice, Voice: &Media{MediaID: "m"}},
+	MsgTypeVideo:           {MsgType: MsgTypeVideo, Video: &Video{MediaID: "m", ThumbMediaID: "t"}},
+	MsgTypeMusic:           {MsgType: MsgTypeMusic, Music: &Music{MusicURL: "u", HQMusicURL: "h", ThumbMediaID: "t"}},
+	MsgTypeNews:            {MsgType: MsgTypeNews, News: &News{Articles: []Article{{Title: "t"}}}},
+	MsgTypeMPNews:          {MsgType: MsgTypeMPNews, MPNews: &Media{MediaID: "m"}},
+	MsgTypeMPNewsArticle:   {MsgType: MsgTypeMPNewsArticle, MPNewsArticle: &MPNewsArticle{ArticleID: "a"}},
+	MsgTypeMsgMenu:         {MsgType: MsgTypeMsgMenu, MsgMenu: &MsgMenu{List: []MsgMenuItem{{ID: "1", Content: "yes"}}}},
+	MsgTypeWxCard:          {MsgType: MsgTypeWxCard, WxCard: &WxCard{CardID: "c"}},
+	MsgTypeMiniProgramPage: {MsgType: MsgTypeMiniProgramPage, MiniProgramPage: &MiniProgramPage{Title: "t", AppID: "a", PagePath: "p", ThumbMediaID: "t"}},
+}
+
+// IsPassiveType is what EncodeReply does: the rule loader refuses with it
+// the passive replies that EncodeReply would refuse at run time.
+func TestIsPassiveTypeAgreesWithEncodeReply(t *testing.T) {
+	passive := []string{MsgTypeText, MsgTypeImage, MsgTypeVoice, MsgTypeVideo, MsgTypeMusic, MsgTypeNews}
 	for _, typ := range CustomMsgTypes {
-		passive := typ == MsgTypeText || typ == MsgTypeImage || typ == MsgTypeVoice || typ == MsgTypeVideo || typ == MsgTypeMusic || typ == MsgTypeNews
-		if IsPassiveType(typ) != passive {
-			t.Errorf("IsPassiveType(%s) = %v", typ, !passive)
+		m, ok := validOfEachType[typ]
+		if !ok {
+			t.Fatalf("no valid %s message to test with", typ)
+		}
+		if p := m.Validate(); p != nil {
+			t.Fatalf("%s: the fixture is invalid: %v", typ, p)
+		}
+		_, err := EncodeReply("oU", "gh", 1, m)
+		if got, want := IsPassiveType(typ), slices.Contains(passive, typ); got != want {
+			t.Errorf("IsPassiveType(%s) = %v, want %v", typ, got, want)
+		}
+		if IsPassiveType(typ) != (err == nil) {
+			t.Errorf("%s: IsPassiveType %v, but EncodeReply says %v", typ, IsPassiveType(typ), err)
+		}
+		if err != nil && !errors.Is(err, ErrNotPassive) {
+			t.Errorf("%s: EncodeReply = %v, want ErrNotPassive", typ, err)
+		}
+	}
+	for _, typ := range []string{"", "TEXT", "hologram", "event"} {
+		if IsPassiveType(typ) {
+			t.Errorf("IsPassiveType(%q) = true", typ)
 		}
 	}
 }
