@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/wxreply/wxreply/wechat"
@@ -25,6 +27,9 @@ import (
 // maxResponse bounds what is read of a server's answer: a passive reply
 // is a few KiB.
 const maxResponse = 1 << 20
+
+// exampleCallbackURL is what the errors about a callback URL suggest.
+const exampleCallbackURL = "http://127.0.0.1:8080/wechat"
 
 // defaultTimeout is longer than WeChat's five seconds, so that a slow
 // server shows up as a slow answer rather than as an error.
@@ -98,9 +103,9 @@ func (c *Callback) Post(ctx context.Context, msg []byte) (*CallbackResult, error
 	}
 	timestamp := strconv.FormatInt(now().Unix(), 10)
 	nonce := newNonce()
-	u, err := url.Parse(c.URL)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("callback URL %q: want http(s)://host/path", c.URL)
+	u, err := checkURL("callback URL", c.URL, exampleCallbackURL)
+	if err != nil {
+		return nil, err
 	}
 	q := u.Query()
 	for k, v := range wechat.CallbackQuery(c.Token, timestamp, nonce, openid, encrypt) {
@@ -121,7 +126,7 @@ func (c *Callback) Post(ctx context.Context, msg []byte) (*CallbackResult, error
 	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, unreachable(u, err)
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
@@ -172,6 +177,37 @@ func (c *Callback) openReply(r *CallbackResult) error {
 	}
 	r.Reply = plain
 	return nil
+}
+
+// unreachable explains a request that got no answer. It names the server
+// without the query, which for a callback is a signature, a timestamp and
+// a nonce: noise to the reader of the error.
+func unreachable(u *url.URL, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	where := u.Scheme + "://" + u.Host + u.Path
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("cannot reach %s: %w (is the server running?)", where, err)
+	}
+	return fmt.Errorf("cannot reach %s: %w", where, err)
+}
+
+// isDialError reports an error of connecting at all, after which no other
+// request to the same server can do better.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// checkURL accepts an absolute http or https URL.
+func checkURL(flag, s, example string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s %q: want an http:// or https:// URL, e.g. %s", flag, s, example)
+	}
+	return u, nil
 }
 
 // newNonce is a random decimal string like the nonces WeChat sends.

@@ -47,13 +47,18 @@ func Replay(ctx context.Context, o ReplayOptions, files ...string) error {
 		return errors.New("no files to replay")
 	}
 	failed := 0
-	for _, f := range files {
-		if err := replayFile(ctx, cb, f, o.Stdout); err != nil {
+	for i, f := range files {
+		err := replayFile(ctx, cb, f, o.Stdout)
+		if err != nil {
 			fmt.Fprintf(o.Stderr, "%s: %v\n", f, err)
 			failed++
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if isDialError(err) && i+1 < len(files) {
+			// The rest would fail the same way, one line each.
+			return fmt.Errorf("%d of %d files failed, the other %d not sent: the server is unreachable", failed, len(files), len(files)-i-1)
 		}
 	}
 	if failed > 0 {
@@ -64,7 +69,10 @@ func Replay(ctx context.Context, o ReplayOptions, files ...string) error {
 
 func (o ReplayOptions) callback() (*Callback, error) {
 	if o.URL == "" {
-		return nil, errors.New("-url is required: the server's callback URL, e.g. http://127.0.0.1:8080/wechat")
+		return nil, errors.New("-url is required: the server's callback URL, e.g. " + exampleCallbackURL)
+	}
+	if _, err := checkURL("-url", o.URL, exampleCallbackURL); err != nil {
+		return nil, err
 	}
 	if o.Token == "" {
 		return nil, errors.New("WECHAT_TOKEN (or -token) is required: replays are signed with it")

@@ -208,10 +208,13 @@ func TestReplayFailures(t *testing.T) {
 		{"wrong AppID", ReplayOptions{URL: safeSrv.URL + "/wechat", Token: capToken, AESKey: capAESKey, AppID: "wxother"}, []string{text},
 			"1 of 1 files failed", []string{"answered 403 Forbidden"}, 0},
 		{"server down", ReplayOptions{URL: "http://127.0.0.1:1/wechat", Token: capToken}, []string{text},
-			"1 of 1 files failed", []string{"connection refused"}, 0},
+			"1 of 1 files failed", []string{text + ": cannot reach http://127.0.0.1:1/wechat: ", "connection refused (is the server running?)"}, 0},
+		{"server down stops at the first file", ReplayOptions{URL: "http://127.0.0.1:1/wechat", Token: capToken}, []string{text, click, text},
+			"1 of 3 files failed, the other 2 not sent: the server is unreachable", []string{"cannot reach http://127.0.0.1:1/wechat"}, 0},
 		{"no token", ReplayOptions{URL: plainSrv.URL}, []string{text}, "WECHAT_TOKEN", nil, 0},
 		{"no url", ReplayOptions{Token: capToken}, []string{text}, "-url is required", nil, 0},
-		{"bad url", ReplayOptions{URL: "localhost:8080", Token: capToken}, []string{text}, "1 of 1", []string{"want http(s)://host/path"}, 0},
+		{"bad url", ReplayOptions{URL: "localhost:8080", Token: capToken}, []string{text}, `-url "localhost:8080": want an http:// or https:// URL`, nil, 0},
+		{"not http", ReplayOptions{URL: "ftp://127.0.0.1/wechat", Token: capToken}, []string{text}, "want an http:// or https:// URL", nil, 0},
 		{"AES key without AppID", ReplayOptions{URL: plainSrv.URL, Token: capToken, AESKey: capAESKey}, []string{text}, "WECHAT_APPID", nil, 0},
 		{"bad AES key", ReplayOptions{URL: plainSrv.URL, Token: capToken, AESKey: "short", AppID: capAppID}, []string{text}, "must be 43 characters", nil, 0},
 		{"no files", ReplayOptions{URL: plainSrv.URL, Token: capToken}, nil, "no files", nil, 0},
@@ -233,10 +236,39 @@ func TestReplayFailures(t *testing.T) {
 			if strings.Contains(err.Error()+errOut.String(), capAESKey) {
 				t.Error("the AES key was printed")
 			}
+			if strings.Contains(errOut.String(), "signature=") {
+				t.Errorf("an error repeats the signed query:\n%s", &errOut)
+			}
 			posted := len(plainSrv.responder.messages()) + len(safeSrv.responder.messages()) - before
 			if posted != tt.wantPosted {
 				t.Errorf("%d messages reached the responder, want %d", posted, tt.wantPosted)
 			}
 		})
+	}
+}
+
+// An https:// URL is posted over TLS: with a client that trusts the
+// server's certificate it works as over http, and an untrusted one is a
+// clear error naming the server.
+func TestReplayHTTPS(t *testing.T) {
+	e := handlers.New(handlers.Config{
+		Token:     capToken,
+		Responder: &echoResponder{},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	srv := httptest.NewTLSServer(e)
+	t.Cleanup(srv.Close)
+	text := filepath.Join("..", "test", "testdata", "plain", "text.xml")
+
+	var out bytes.Buffer
+	err := Replay(context.Background(), ReplayOptions{URL: srv.URL + "/wechat", Token: capToken, Client: srv.Client(), Stdout: &out}, text)
+	if err != nil || !strings.Contains(out.String(), text+": 200 OK") || !strings.Contains(out.String(), "echo: ") {
+		t.Fatalf("trusted certificate: %v\n%s", err, &out)
+	}
+
+	var errOut bytes.Buffer
+	err = Replay(context.Background(), ReplayOptions{URL: srv.URL + "/wechat", Token: capToken, Stderr: &errOut}, text)
+	if err == nil || !strings.Contains(errOut.String(), "cannot reach "+srv.URL+"/wechat: ") || !strings.Contains(errOut.String(), "certificate") {
+		t.Errorf("untrusted certificate: %v\n%s", err, &errOut)
 	}
 }

@@ -53,9 +53,9 @@ func Send(ctx context.Context, o SendOptions) error {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 500 * time.Millisecond
 	}
-	base, err := url.Parse(strings.TrimRight(o.Server, "/"))
-	if err != nil || base.Scheme == "" || base.Host == "" {
-		return fmt.Errorf("-server %q: want the server's base URL, e.g. http://127.0.0.1:8080", o.Server)
+	base, err := checkURL("-server", strings.TrimRight(o.Server, "/"), "http://127.0.0.1:8080 (the server's base URL)")
+	if err != nil {
+		return err
 	}
 	if o.APIKey == "" {
 		return errors.New("WXREPLY_API_KEY (or -api-key) is required: the key the server was started with")
@@ -169,7 +169,7 @@ func (o SendOptions) call(ctx context.Context, method, u string, header http.Hea
 	req.Header.Set("Authorization", "Bearer "+o.APIKey)
 	resp, err := o.Client.Do(req)
 	if err != nil {
-		return err
+		return unreachable(req.URL, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))

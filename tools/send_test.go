@@ -90,7 +90,9 @@ func TestSend(t *testing.T) {
 		{name: "nothing to send", o: SendOptions{To: "o"}, wantErr: "nothing to send"},
 		{name: "text and json", o: SendOptions{To: "o", Text: "x", JSON: []byte(news)}, wantErr: "not both"},
 		{name: "json not an object", o: SendOptions{To: "o", JSON: []byte(`[1]`)}, wantErr: "-json: not a JSON object"},
-		{name: "bad server", o: SendOptions{Server: "127.0.0.1:8080", To: "o", Text: "x"}, wantErr: "want the server's base URL"},
+		{name: "bad server", o: SendOptions{Server: "127.0.0.1:8080", To: "o", Text: "x"}, wantErr: `-server "127.0.0.1:8080": want an http:// or https:// URL`},
+		{name: "server down", o: SendOptions{Server: "http://127.0.0.1:1", To: "o", Text: "x"},
+			wantErr: "cannot reach http://127.0.0.1:1/api/v1/messages: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
