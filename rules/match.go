@@ -46,7 +46,7 @@ func newInput(m *wechat.Message) input {
 	in.set(fieldMsgType, strings.ToLower(m.MsgType))
 	in.set(fieldFrom, m.FromUserName)
 	in.set(fieldMenuID, m.BizMsgMenuID)
-	in.set(fieldStatus, m.Status)
+	in.set(fieldStatus, foldStatus(m.Status))
 	if in.isEvent {
 		event := strings.ToLower(m.Event)
 		in.set(fieldEvent, event)
@@ -92,6 +92,15 @@ func sceneOf(event, eventKey string) (string, bool) {
 		return eventKey, eventKey != ""
 	}
 	return "", false
+}
+
+// foldStatus is the form in which status values are compared. WeChat
+// writes "failed:user block" but "failed: system failed", so whether a
+// space follows the colon must not count, nor case, nor runs of spaces:
+// a rule may write either failure either way.
+func foldStatus(s string) string {
+	s = strings.Join(strings.Fields(strings.ToLower(s)), " ")
+	return strings.ReplaceAll(strings.ReplaceAll(s, ": ", ":"), " :", ":")
 }
 
 // condition is a compiled match: all given keys must hold, and within a

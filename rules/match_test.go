@@ -142,6 +142,37 @@ rules:
 	}
 }
 
+// WeChat writes "failed:user block" but "failed: system failed": a rule
+// may spell either with or without the space, in any case.
+func TestMatchStatusSpellings(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - {name: blocked, match: {event: TEMPLATESENDJOBFINISH, status: "failed: user block"}}
+  - {name: system, match: {event: TEMPLATESENDJOBFINISH, status: ["failed:system failed"]}}
+  - {name: ok, match: {event: TEMPLATESENDJOBFINISH, status: SUCCESS}}
+`)
+	tests := []struct {
+		status string
+		want   []string
+	}{
+		{"failed:user block", []string{"blocked"}},
+		{"failed: user block", []string{"blocked"}},
+		{"failed: system failed", []string{"system"}},
+		{"failed:system failed", []string{"system"}},
+		{"Failed:  System   Failed ", []string{"system"}},
+		{"success", []string{"ok"}},
+		{"failed:user", nil},
+		{"failed", nil},
+		{"", nil},
+	}
+	for _, tt := range tests {
+		m := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "1", Status: tt.status}
+		if got := s.Decide(m).Rules; !slices.Equal(got, tt.want) {
+			t.Errorf("status %q: rules %q, want %q", tt.status, got, tt.want)
+		}
+	}
+}
+
 func TestSceneOf(t *testing.T) {
 	tests := []struct {
 		event, key, scene string

@@ -90,7 +90,9 @@ func randRules(r *rand.Rand, n int) []byte {
 				match["menu_id"] = some(r, func() string { return pick(r, []string{"101", "102"}) })
 			}
 			if r.IntN(8) == 0 {
-				match["status"] = some(r, func() string { return pick(r, []string{"success", "failed:user block"}) })
+				match["status"] = some(r, func() string {
+					return pick(r, []string{"success", "failed:user block", "Failed: User Block", "failed:system failed"})
+				})
 			}
 			if r.IntN(6) == 0 {
 				match["from"] = some(r, func() string { return pick(r, []string{"u1", "u2"}) })
@@ -139,7 +141,7 @@ func randMessage(r *rand.Rand) *wechat.Message {
 		m.MsgType, m.MsgId = "event", ""
 		m.Event = pick(r, []string{"subscribe", "SCAN", "scan", "CLICK", "TEMPLATESENDJOBFINISH", "unsubscribe"})
 		m.EventKey = pick(r, []string{"", "k1", "k2", "qrscene_s1", "qrscene_s2", "s1", "s2"})
-		m.Status = pick(r, []string{"", "success", "failed:user block"})
+		m.Status = pick(r, []string{"", "success", "failed:user block", "failed: system failed"})
 	}
 	return m
 }
