@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -23,10 +24,7 @@ type callback struct {
 	now       func() time.Time
 }
 
-const (
-	contentTypeText = echo.MIMETextPlainCharsetUTF8
-	contentTypeXML  = echo.MIMETextXMLCharsetUTF8
-)
+const contentTypeXML = echo.MIMETextXMLCharsetUTF8
 
 // verifyURL answers WeChat's URL verification: echostr verbatim when the
 // signature holds.
@@ -34,6 +32,8 @@ func (cb *callback) verifyURL(c echo.Context) error {
 	if err := cb.checkSignature(c); err != nil {
 		return err
 	}
+	// echostr is echoed as sent: keep browsers from sniffing it into HTML.
+	c.Response().Header().Set(echo.HeaderXContentTypeOptions, "nosniff")
 	return c.String(http.StatusOK, c.QueryParam("echostr"))
 }
 
@@ -65,31 +65,62 @@ func (cb *callback) receive(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.FromUserName == "" || m.MsgType == "" {
+		// Well-formed but not a callback: every message and event WeChat
+		// sends names its sender and type, and without them there is no
+		// one to answer and nothing to match.
+		return echo.NewHTTPError(http.StatusBadRequest, "not a WeChat callback: FromUserName or MsgType missing")
+	}
 	if tags := m.UnknownTags(); len(tags) > 0 {
 		cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags)...)
 	}
 
 	a, first := cb.dedupe.begin(m.DedupeKey())
-	if !first {
+	var reply []byte
+	if first {
+		reply = cb.handle(c.Request().Context(), m, a)
+	} else {
 		cb.log.Info("dropped WeChat retry of a callback already handled", msgAttrs(m)...)
-		ct, body, ok := a.wait()
-		if !ok {
+		reply, _ = a.wait()
+	}
+	return cb.answer(c, m, reply, encrypted)
+}
+
+// handle gives the first copy of a callback to the Responder and returns
+// the passive reply's plaintext XML, or nil to answer success. It records
+// that on a, for the retries, even when the Responder panics: a retry
+// waiting on a then gets success at once instead of a timeout.
+func (cb *callback) handle(ctx context.Context, m *wechat.Message, a *answer) (reply []byte) {
+	defer func() { a.finish(reply) }()
+	passive := cb.responder.Respond(ctx, m)
+	if passive == nil {
+		return nil
+	}
+	xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, cb.now().Unix(), passive)
+	if err != nil {
+		cb.log.Error("passive reply not sent", append(msgAttrs(m), "error", err)...)
+		return nil
+	}
+	return xml
+}
+
+// answer writes the HTTP answer: success, or the passive reply, encrypted
+// when this copy came encrypted. Each copy is encrypted and signed for
+// itself, so a retry is answered in its own mode with its own nonce.
+func (cb *callback) answer(c echo.Context, m *wechat.Message, reply []byte, encrypted bool) error {
+	if reply == nil {
+		return c.String(http.StatusOK, "success")
+	}
+	if encrypted {
+		ts := strconv.FormatInt(cb.now().Unix(), 10)
+		sealed, err := cb.cipher.EncryptReply(cb.token, reply, ts, c.QueryParam("nonce"))
+		if err != nil {
+			cb.log.Error("passive reply not sent", append(msgAttrs(m), "error", err)...)
 			return c.String(http.StatusOK, "success")
 		}
-		return c.Blob(http.StatusOK, ct, body)
+		reply = sealed
 	}
-	ct, out := contentTypeText, []byte("success")
-	defer func() { a.finish(ct, out) }()
-
-	passive := cb.responder.Respond(c.Request().Context(), m)
-	if passive != nil {
-		if xml, err := cb.passiveReply(c, m, passive, encrypted); err != nil {
-			cb.log.Error("passive reply not sent", append(msgAttrs(m), "error", err)...)
-		} else {
-			ct, out = contentTypeXML, xml
-		}
-	}
-	return c.Blob(http.StatusOK, ct, out)
+	return c.Blob(http.StatusOK, contentTypeXML, reply)
 }
 
 // msgAttrs are the log attributes that identify m. They are built only
@@ -169,14 +200,4 @@ func badXML(err error) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "XML with DOCTYPE or entities is refused")
 	}
 	return echo.NewHTTPError(http.StatusBadRequest, "malformed XML").SetInternal(err)
-}
-
-// passiveReply encodes the reply to m, encrypted when m came encrypted.
-func (cb *callback) passiveReply(c echo.Context, m *wechat.Message, reply *wechat.CustomMessage, encrypted bool) ([]byte, error) {
-	now := cb.now()
-	xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, now.Unix(), reply)
-	if err != nil || !encrypted {
-		return xml, err
-	}
-	return cb.cipher.EncryptReply(cb.token, xml, strconv.FormatInt(now.Unix(), 10), c.QueryParam("nonce"))
 }

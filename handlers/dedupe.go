@@ -16,18 +16,20 @@ const DefaultDedupeTTL = 60 * time.Second
 const retryWait = 4 * time.Second
 
 // dedupe remembers the callbacks it has seen, keyed by
-// wechat.Message.DedupeKey, together with the answer given to the first
-// copy. A retry gets that same answer without being handled again, even
-// when it arrives while the first copy is still being handled.
+// wechat.Message.DedupeKey, together with the passive reply decided for
+// the first copy. A retry gets that same reply without being handled
+// again, even when it arrives while the first copy is still being
+// handled.
 type dedupe struct {
 	seen *cache.Cache
 }
 
-// answer is what the first copy of a callback was answered with.
+// answer is the passive reply decided for the first copy of a callback:
+// its plaintext XML, or nil for none. It is kept in plaintext because
+// each copy is encrypted (or not) for its own request.
 type answer struct {
-	done        chan struct{} // closed once contentType and body are set
-	contentType string
-	body        []byte
+	done  chan struct{} // closed once reply is set
+	reply []byte
 }
 
 func newDedupe(ttl time.Duration) *dedupe {
@@ -51,22 +53,21 @@ func (d *dedupe) begin(key string) (a *answer, first bool) {
 	}
 }
 
-// finish records the first copy's answer and releases any waiting retries.
-func (a *answer) finish(contentType string, body []byte) {
-	a.contentType = contentType
-	a.body = body
+// finish records the first copy's reply and releases any waiting retries.
+func (a *answer) finish(reply []byte) {
+	a.reply = reply
 	close(a.done)
 }
 
-// wait returns the first copy's answer, or ok false when it is not ready
+// wait returns the first copy's reply, or ok false when it is not ready
 // within retryWait.
-func (a *answer) wait() (contentType string, body []byte, ok bool) {
+func (a *answer) wait() (reply []byte, ok bool) {
 	t := time.NewTimer(retryWait)
 	defer t.Stop()
 	select {
 	case <-a.done:
-		return a.contentType, a.body, true
+		return a.reply, true
 	case <-t.C:
-		return "", nil, false
+		return nil, false
 	}
 }

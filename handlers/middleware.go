@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -64,7 +65,8 @@ func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
 					log.Error("panic in handler",
 						"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
 						"path", c.Request().URL.Path,
-						"panic", fmt.Sprint(r))
+						"panic", fmt.Sprint(r),
+						"stack", string(debug.Stack()))
 					err = echo.NewHTTPError(http.StatusInternalServerError, "internal error")
 				}
 			}()

@@ -64,7 +64,9 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
-	e.Use(middleware.RequestID(), recoverPanics(cfg.Logger), requestLog(cfg.Logger))
+	// The request log wraps the panic recovery, so a request that panicked
+	// still gets its "http request" line, with the 500 it was answered.
+	e.Use(middleware.RequestID(), requestLog(cfg.Logger), recoverPanics(cfg.Logger))
 
 	cb := &callback{
 		token:     cfg.Token,
@@ -77,6 +79,7 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/wechat", cb.verifyURL)
 	e.POST("/wechat", cb.receive)
 	e.GET("/healthz", healthz(cfg.Ready))
+	e.HEAD("/healthz", healthz(cfg.Ready)) // load balancers that probe with HEAD
 	if cfg.Push != nil {
 		registerPush(e, *cfg.Push, cfg.Logger)
 	}

@@ -1,0 +1,319 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// textOfSize is a signed-ready text message of exactly n bytes.
+func textOfSize(t *testing.T, n int) []byte {
+	t.Helper()
+	head := "<xml><ToUserName>gh_test0000001</ToUserName><FromUserName>oTEST_user_0001</FromUserName>" +
+		"<CreateTime>1700000000</CreateTime><MsgType>text</MsgType><MsgId>" + strconv.Itoa(n) + "</MsgId><Content>"
+	tail := "</Content></xml>"
+	if pad := n - len(head) - len(tail); pad >= 0 {
+		return []byte(head + strings.Repeat("a", pad) + tail)
+	}
+	t.Fatalf("%d bytes is too small for a message", n)
+	return nil
+}
+
+// rawPost sends a chunked POST of body over a bare connection, the whole
+// request including the last chunk, and returns the status line: a
+// dropped connection shows as an error, not as a status.
+func rawPost(t *testing.T, srvURL, target string, body []byte) (string, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(srvURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		w := bufio.NewWriter(c)
+		fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: wx\r\nTransfer-Encoding: chunked\r\nContent-Type: text/xml\r\n\r\n", target)
+		for len(body) > 0 {
+			n := min(len(body), 8<<10)
+			fmt.Fprintf(w, "%x\r\n%s\r\n", n, body[:n])
+			body = body[n:]
+		}
+		fmt.Fprint(w, "0\r\n\r\n")
+		w.Flush()
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+func TestBodySizeLimit(t *testing.T) {
+	srv := newTestServer(t, &recorder{}, nil)
+	for _, tt := range []struct {
+		name    string
+		size    int
+		chunked bool
+		want    int
+	}{
+		{"exactly 64 KiB", MaxBodyBytes, false, 200},
+		{"exactly 64 KiB, chunked", MaxBodyBytes, true, 200},
+		{"one byte over", MaxBodyBytes + 1, false, 413},
+		{"one byte over, chunked", MaxBodyBytes + 1, true, 413},
+		{"10 MiB, chunked", 10 << 20, true, 413},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u, _ := url.Parse(signedURL(srv.URL, ""))
+			body := textOfSize(t, tt.size)
+			if !tt.chunked {
+				if code, out := post(t, u.String(), body); code != tt.want {
+					t.Fatalf("status %d, want %d (%s)", code, tt.want, out)
+				}
+				return
+			}
+			line, err := rawPost(t, srv.URL, u.RequestURI(), body)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			if want := "HTTP/1.1 " + strconv.Itoa(tt.want) + " "; !strings.HasPrefix(line, want) {
+				t.Fatalf("answered %q, want %q", line, want)
+			}
+		})
+	}
+}
+
+func TestQueryAndHeaderVariants(t *testing.T) {
+	srv := newTestServer(t, &recorder{}, nil)
+	ts, nonce := "1700000000", "n1"
+	good := wechat.Signature(testToken, ts, nonce)
+	body := capture(t, "plain", "event_click.xml")
+	for _, tt := range []struct {
+		name        string
+		query       string
+		contentType string
+		want        int
+	}{
+		{"no Content-Type", "signature=" + good + "&timestamp=" + ts + "&nonce=" + nonce, "", 200},
+		{"application/xml", "signature=" + good + "&timestamp=" + ts + "&nonce=" + nonce, "application/xml; charset=gbk", 200},
+		{"form Content-Type is not parsed as a form", "signature=" + good + "&timestamp=" + ts + "&nonce=" + nonce, "application/x-www-form-urlencoded", 200},
+		{"repeated signature, good first", "signature=" + good + "&signature=bad&timestamp=" + ts + "&nonce=" + nonce, "text/xml", 200},
+		{"repeated signature, bad first", "signature=bad&signature=" + good + "&timestamp=" + ts + "&nonce=" + nonce, "text/xml", 403},
+		{"timestamp missing", "signature=" + good + "&nonce=" + nonce, "text/xml", 401},
+		{"timestamp empty", "signature=" + good + "&timestamp=&nonce=" + nonce, "text/xml", 401},
+		{"signature upper case", "signature=" + strings.ToUpper(good) + "&timestamp=" + ts + "&nonce=" + nonce, "text/xml", 403},
+		{"malformed query", "signature=%zz&timestamp=" + ts + "&nonce=" + nonce, "text/xml", 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/wechat?"+tt.query, bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tt.want, out)
+			}
+		})
+	}
+}
+
+func TestEchostrVerbatim(t *testing.T) {
+	srv := newTestServer(t, &recorder{}, nil)
+	for _, echostr := range []string{"", "<script>alert(1)</script>", "回声 ✓", "a&b=c%2F\"'", strings.Repeat("9", 4096)} {
+		q := url.Values{"signature": {wechat.Signature(testToken, "1", "2")}, "timestamp": {"1"}, "nonce": {"2"}, "echostr": {echostr}}
+		resp, err := http.Get(srv.URL + "/wechat?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(out) != echostr {
+			t.Errorf("echostr %q answered %d %q", echostr, resp.StatusCode, out)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("echostr %q served without nosniff: a browser may render it as HTML", echostr)
+		}
+	}
+}
+
+func TestOtherMethods(t *testing.T) {
+	srv := newTestServer(t, &recorder{}, nil)
+	for _, tt := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodHead, "/healthz", 200},
+		{http.MethodHead, "/wechat", 405},
+		{http.MethodPut, "/wechat", 405},
+		{http.MethodDelete, "/wechat", 405},
+		{http.MethodGet, "/wechat/", 404},
+		{http.MethodPost, "/", 404},
+	} {
+		req, _ := http.NewRequest(tt.method, signedURL(srv.URL, "")+"&x=1", nil)
+		req.URL.Path = tt.path
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s %s: %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// TestRetryAnsweredInItsOwnMode: a retry gets the first copy's passive
+// reply, encrypted and signed for the retry itself, not a copy of the
+// bytes the first copy was sent.
+func TestRetryAnsweredInItsOwnMode(t *testing.T) {
+	cipher := testCipher(t)
+	safe := capture(t, "safe", "text.xml")
+	env, err := wechat.ParseMessage(safe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainCopy := func(base string) (int, string) { return post(t, signedURL(base, ""), capture(t, "plain", "text.xml")) }
+	safeCopy := func(base string) (int, string) { return post(t, signedURL(base, env.Encrypt), safe) }
+	for _, tt := range []struct {
+		name          string
+		first, retry  func(string) (int, string)
+		wantEncrypted bool
+	}{
+		{"plaintext, then encrypted", plainCopy, safeCopy, true},
+		{"encrypted, then plaintext", safeCopy, plainCopy, false},
+		{"encrypted twice", safeCopy, safeCopy, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "once"}}}
+			srv := newTestServer(t, rec, cipher)
+			tt.first(srv.URL)
+			code, body := tt.retry(srv.URL)
+			if code != 200 || len(rec.messages()) != 1 {
+				t.Fatalf("retry: %d, responder saw %d copies", code, len(rec.messages()))
+			}
+			reply, err := wechat.ParseMessage([]byte(body))
+			if err != nil {
+				t.Fatalf("reply %q: %v", body, err)
+			}
+			if !tt.wantEncrypted {
+				if reply.Encrypt != "" || reply.Content != "once" {
+					t.Fatalf("a plaintext retry was answered %s", body)
+				}
+				return
+			}
+			plain, err := cipher.Decrypt(reply.Encrypt)
+			if err != nil || !strings.Contains(string(plain), "once") {
+				t.Fatalf("an encrypted retry was answered %s (%v)", body, err)
+			}
+		})
+	}
+}
+
+// blockingPanicker panics once released, after saying it has started.
+type blockingPanicker struct {
+	started, release chan struct{}
+}
+
+func (b *blockingPanicker) Respond(context.Context, *wechat.Message) *wechat.CustomMessage {
+	close(b.started)
+	<-b.release
+	panic("responder exploded")
+}
+
+// TestRetryWhileFirstCopyPanics: a retry waiting on a first copy that
+// panics is answered as soon as the panic is over, not after the wait
+// runs out, and the panic is logged with the request id.
+func TestRetryWhileFirstCopyPanics(t *testing.T) {
+	var logs syncBuffer
+	r := &blockingPanicker{started: make(chan struct{}), release: make(chan struct{})}
+	srv := httptest.NewServer(New(Config{Token: testToken, Responder: r, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}))
+	defer srv.Close()
+	body := capture(t, "plain", "text.xml")
+
+	var wg sync.WaitGroup
+	var firstCode int
+	var firstID string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		resp, err := http.Post(signedURL(srv.URL, ""), "text/xml", bytes.NewReader(body))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+		firstCode, firstID = resp.StatusCode, resp.Header.Get("X-Request-Id")
+	}()
+	<-r.started
+	retried := make(chan string)
+	go func() {
+		code, out := post(t, signedURL(srv.URL, ""), body)
+		retried <- strconv.Itoa(code) + " " + out
+	}()
+	// Let the retry reach its wait before the first copy panics.
+	for !strings.Contains(logs.String(), "dropped WeChat retry") {
+		time.Sleep(time.Millisecond)
+	}
+	released := time.Now()
+	close(r.release)
+	got := <-retried
+	if waited := time.Since(released); waited > retryWait/2 {
+		t.Errorf("the retry waited %v after the first copy ended", waited)
+	}
+	wg.Wait()
+	if got != "200 success" || firstCode != 500 {
+		t.Fatalf("first copy %d, retry %q; want 500 and 200 success", firstCode, got)
+	}
+	var panicLine, requestLine bool
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if e["request_id"] != firstID {
+			continue
+		}
+		panicLine = panicLine || e["msg"] == "panic in handler" && strings.Contains(fmt.Sprint(e["stack"]), "Respond")
+		requestLine = requestLine || e["msg"] == "http request" && e["status"] == 500.0
+	}
+	if !panicLine || !requestLine {
+		t.Fatalf("want a panic line with its stack and an http request line with status 500, both with request_id %q:\n%s", firstID, logs.String())
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
