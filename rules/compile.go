@@ -95,6 +95,8 @@ func (c *compiler) compileMatch(path string, m *matchSpec) condition {
 		switch f {
 		case fieldMsgType, fieldEvent:
 			fold = func(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+		case fieldStatus:
+			fold = foldStatus
 		case fieldEquals:
 			fold = normalize
 		}
