@@ -279,6 +279,9 @@ func (c *compiler) compileItem(path string, spec *replySpec) *item {
 		return nil // the checker reported why
 	}
 	for _, fp := range fps {
+		if c.broken(prefix + fp.Path) {
+			continue // reported already, as what it is
+		}
 		c.add(c.node(prefix+fp.Path), prefix+fp.Path, false, "%s", fp.Msg)
 	}
 	for _, fe := range it.compileTemplates(prefix) {

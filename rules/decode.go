@@ -95,7 +95,13 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
 	n = resolveAlias(n)
 	c.nodes[path] = n
 	if isNull(n) {
-		return // absent; the checks after decoding say when it is required
+		// `key:` with nothing after it. For most keys that is the key
+		// absent, and the checks after decoding say when it is required;
+		// these would silently mean something else than what was meant.
+		if what, refused := nullRefused[t]; refused {
+			c.add(n, path, true, "no value: %s", what)
+		}
+		return
 	}
 	switch {
 	case t == stringListType:
@@ -116,6 +122,10 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Slice:
 		if c.expect(n, yaml.SequenceNode, path, "a list") {
 			for i, e := range n.Content {
+				if isNull(resolveAlias(e)) {
+					c.emptyItem(n, i, path)
+					continue
+				}
 				c.check(e, t.Elem(), indexPath(path, i))
 			}
 		}
@@ -144,10 +154,37 @@ func (c *checker) expect(n *yaml.Node, kind yaml.Kind, path, want string) bool {
 	return false
 }
 
+// nullRefused lists the types whose `key:` with no value is an error, and
+// what to write instead: an empty match key would drop a condition (and
+// widen the rule), an empty reply would turn a rule into one that only
+// records, an empty default would be no default.
+var nullRefused = map[reflect.Type]string{
+	stringListType:                 "give one value or a list, or leave the key out",
+	reflect.TypeFor[*textSpec]():   "give equals, contains, prefix or regex, or leave text out",
+	reflect.TypeFor[[]replySpec](): "give the reply items, or leave reply out for a rule that only records a match",
+	reflect.TypeFor[*answerSpec](): "give its reply, or leave default out",
+	reflect.TypeFor[[]ruleSpec]():  "give the rules, or leave rules out",
+}
+
+// emptyItem reports the i-th item of the list n, a `-` with nothing after
+// it. yaml.v3 would drop it when decoding, which would shift the items
+// after it and make every later problem point at the wrong item; an empty
+// mapping in its place keeps the decoded list in step with the file.
+func (c *checker) emptyItem(n *yaml.Node, i int, path string) {
+	at := indexPath(path, i)
+	e := resolveAlias(n.Content[i])
+	c.nodes[at] = e
+	c.add(e, at, true, "an empty list item: a `-` with nothing after it")
+	n.Content[i] = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: e.Line, Column: e.Column}
+}
+
 func (c *checker) checkStringList(n *yaml.Node, path string) {
 	switch n.Kind {
 	case yaml.ScalarNode:
 	case yaml.SequenceNode:
+		if len(n.Content) == 0 {
+			c.add(n, path, true, "an empty list: give at least one value, or leave the key out")
+		}
 		for i, e := range n.Content {
 			e = resolveAlias(e)
 			c.nodes[indexPath(path, i)] = e
@@ -205,9 +242,13 @@ func (c *checker) checkStruct(n *yaml.Node, t reflect.Type, path string) {
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
+		k, v := resolveAlias(n.Content[i]), n.Content[i+1]
 		if k.Value == "<<" && k.Tag == "!!merge" {
 			merges = append(merges, v)
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			c.add(k, path, true, "keys must be strings, got %s", describe(k))
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {

@@ -199,6 +199,47 @@ rules:
 default:
   reply: []`,
 			[]problem{{3, 44, `rules[0].pick: want all or random, got "sometimes"`}, {5, 3, "default: needs a reply"}}},
+		{"empty lists and keys without a value", `
+rules:
+  - {name: a, match: {event: [], from: oVIP}, reply: [{text: x}]}
+  - {name: b, match: {event: CLICK, event_key: }, reply: [{text: x}]}
+  - {name: c, match: {msgtype: text, text: }, reply: [{text: x}]}
+  - {name: d, match: {text: {equals: [], contains: ~}}, reply: [{text: x}]}
+  - name: e
+    match: {event: CLICK}
+    reply:
+default:`,
+			[]problem{{3, 30, "rules[0].match.event: an empty list: give at least one value"},
+				{4, 48, "rules[1].match.event_key: no value: give one value or a list"},
+				{5, 44, "rules[2].match.text: no value: give equals, contains, prefix or regex"},
+				{6, 38, "rules[3].match.text.equals: an empty list"},
+				{6, 52, "rules[3].match.text.contains: no value"},
+				{9, 11, "rules[4].reply: no value: give the reply items, or leave reply out"},
+				{10, 9, "default: no value: give its reply"}}},
+		// yaml.v3 drops an empty item when it decodes a list: the items
+		// after it must still be reported at their own lines. (An item
+		// with a problem of this kind inside is not checked further.)
+		{"empty list items", `
+rules:
+  -
+  - name: a
+    match: {event: CLICK}
+    reply:
+      - ~
+      - text: ""
+      - news: {articles: [~, {title: t}]}
+      - msgmenu: {list: [{id: "1", content: x}, ~, {id: "1", content: y}]}
+  - name: b
+    match: {event: VIEW}`,
+			[]problem{{3, 4, "rules[0]: an empty list item"},
+				{7, 9, "rules[1].reply[0]: an empty list item"},
+				{8, 15, "rules[1].reply[1].text.content: required"},
+				{9, 27, "rules[1].reply[2].news.articles[0]: an empty list item"},
+				{10, 49, "rules[1].reply[3].msgmenu.list[1]: an empty list item"}}},
+		{"a key that is not a string", `
+rules:
+  - {? [name]: a, match: {event: CLICK}}`,
+			[]problem{{3, 8, "rules[0]: keys must be strings, got a list"}}},
 		{"nothing to answer", `kf_account: x`,
 			[]problem{{1, 1, "no rules and no default"}}},
 		{"YAML syntax error", "rules:\n  - name: a\n\tmatch: x\n",
