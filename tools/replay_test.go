@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -184,7 +185,19 @@ func outputFor(out, file string) string {
 	return rest
 }
 
+// closedURL is the URL of a loopback port nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
 func TestReplayFailures(t *testing.T) {
+	down := closedURL(t)
 	plainSrv := newWeChatServer(t, false)
 	safeSrv := newWeChatServer(t, true)
 	text := filepath.Join("..", "test", "testdata", "plain", "text.xml")
@@ -207,10 +220,10 @@ func TestReplayFailures(t *testing.T) {
 			"1 of 1 files failed", []string{"answered 400 Bad Request"}, 0},
 		{"wrong AppID", ReplayOptions{URL: safeSrv.URL + "/wechat", Token: capToken, AESKey: capAESKey, AppID: "wxother"}, []string{text},
 			"1 of 1 files failed", []string{"answered 403 Forbidden"}, 0},
-		{"server down", ReplayOptions{URL: "http://127.0.0.1:1/wechat", Token: capToken}, []string{text},
-			"1 of 1 files failed", []string{text + ": cannot reach http://127.0.0.1:1/wechat: ", "connection refused (is the server running?)"}, 0},
-		{"server down stops at the first file", ReplayOptions{URL: "http://127.0.0.1:1/wechat", Token: capToken}, []string{text, click, text},
-			"1 of 3 files failed, the other 2 not sent: the server is unreachable", []string{"cannot reach http://127.0.0.1:1/wechat"}, 0},
+		{"server down", ReplayOptions{URL: down + "/wechat", Token: capToken}, []string{text},
+			"1 of 1 files failed", []string{text + ": cannot reach " + down + "/wechat: ", "connection refused (is the server running?)"}, 0},
+		{"server down stops at the first file", ReplayOptions{URL: down + "/wechat", Token: capToken}, []string{text, click, text},
+			"1 of 3 files failed, the other 2 not sent: the server is unreachable", []string{"cannot reach " + down + "/wechat"}, 0},
 		{"no token", ReplayOptions{URL: plainSrv.URL}, []string{text}, "WECHAT_TOKEN", nil, 0},
 		{"no url", ReplayOptions{Token: capToken}, []string{text}, "-url is required", nil, 0},
 		{"bad url", ReplayOptions{URL: "localhost:8080", Token: capToken}, []string{text}, `-url "localhost:8080": want an http:// or https:// URL`, nil, 0},

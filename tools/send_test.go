@@ -59,6 +59,7 @@ type nopResponder struct{}
 func (nopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
 
 func TestSend(t *testing.T) {
+	down := closedURL(t)
 	news := `{"touser":"oNews","msgtype":"news","news":{"articles":[{"title":"指南","url":"https://example.com"}]}}`
 	tests := []struct {
 		name       string
@@ -91,8 +92,8 @@ func TestSend(t *testing.T) {
 		{name: "text and json", o: SendOptions{To: "o", Text: "x", JSON: []byte(news)}, wantErr: "not both"},
 		{name: "json not an object", o: SendOptions{To: "o", JSON: []byte(`[1]`)}, wantErr: "-json: not a JSON object"},
 		{name: "bad server", o: SendOptions{Server: "127.0.0.1:8080", To: "o", Text: "x"}, wantErr: `-server "127.0.0.1:8080": want an http:// or https:// URL`},
-		{name: "server down", o: SendOptions{Server: "http://127.0.0.1:1", To: "o", Text: "x"},
-			wantErr: "cannot reach http://127.0.0.1:1/api/v1/messages: "},
+		{name: "server down", o: SendOptions{Server: down, To: "o", Text: "x"},
+			wantErr: "cannot reach " + down + "/api/v1/messages: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
