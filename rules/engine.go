@@ -81,8 +81,11 @@ func (e *Engine) Reload() error {
 // watches the directory, not the file: editors that save by writing a new
 // file and renaming it over the old one, and Kubernetes, which swaps a
 // ConfigMap's ..data symlink, replace the file a watch on it would follow.
-// A burst of events reloads once, after the debounce delay. The caller
-// owns the goroutine Watch runs on.
+// A burst of events reloads once, after the debounce delay; a file that
+// never stops changing is still reloaded every maxDelayFactor debounce
+// delays, so that a storm of writes cannot hold a fix back for good. The
+// caller owns the goroutine Watch runs on; Watch closes its watcher before
+// it returns.
 func (e *Engine) Watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -100,6 +103,7 @@ func (e *Engine) Watch(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var pending time.Time // the first change not loaded yet; zero when none
 	for {
 		select {
 		case <-ctx.Done():
@@ -109,7 +113,12 @@ func (e *Engine) Watch(ctx context.Context) error {
 				return errors.New("rules: watch: the watcher closed")
 			}
 			if e.relevant(ev, target) {
-				timer.Reset(e.opts.debounce)
+				now := time.Now()
+				if pending.IsZero() {
+					pending = now
+				}
+				deadline := pending.Add(maxDelayFactor * e.opts.debounce)
+				timer.Reset(min(e.opts.debounce, max(deadline.Sub(now), 0)))
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -117,11 +126,16 @@ func (e *Engine) Watch(ctx context.Context) error {
 			}
 			e.opts.logger.Warn("rules watch error", "file", e.path, "err", err)
 		case <-timer.C:
+			pending = time.Time{}
 			_ = e.Reload() // Reload logs what went wrong
 			target = e.watchTarget(w, dir, target)
 		}
 	}
 }
+
+// maxDelayFactor bounds, in debounce delays, how long Watch waits to
+// reload a file that keeps changing.
+const maxDelayFactor = 10
 
 // relevant reports whether ev may have changed the rules file.
 func (e *Engine) relevant(ev fsnotify.Event, target string) bool {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -38,8 +40,8 @@ func writeFile(t *testing.T, path, content string) {
 func watching(t *testing.T, path string, opts ...Option) (*Engine, chan *Set) {
 	t.Helper()
 	reloaded := make(chan *Set, 16)
-	opts = append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)
-	opts = append(opts, WithOnReload(func(s *Set) { reloaded <- s }), WithDebounce(20*time.Millisecond))
+	opts = append([]Option{WithLogger(slog.New(slog.DiscardHandler)), WithDebounce(20 * time.Millisecond)}, opts...)
+	opts = append(opts, WithOnReload(func(s *Set) { reloaded <- s }))
 	e, err := NewEngine(path, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -241,5 +243,107 @@ func TestWatchStopsWithTheContext(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watch did not return after its context was cancelled")
+	}
+}
+
+// Watch must not outlive its context: when it returns, its watcher is
+// closed (fsnotify's reading goroutine gone) and changes to the file no
+// longer reload anything.
+func TestWatchLeavesNothingRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, rulesReplying("one"))
+	before := runtime.NumGoroutine()
+	reloaded := make(chan *Set, 16)
+	e, err := NewEngine(path, WithLogger(slog.New(slog.DiscardHandler)),
+		WithDebounce(20*time.Millisecond), WithOnReload(func(s *Set) { reloaded <- s }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Watch(ctx) }()
+	time.Sleep(100 * time.Millisecond)
+	writeFile(t, path, rulesReplying("two"))
+	await(t, e, reloaded, "two")
+
+	// Cancel while events are still arriving.
+	writeFile(t, path, rulesReplying("three"))
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Watch = %v, want nil after cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not return after its context was cancelled")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Watch returned, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for len(reloaded) > 0 {
+		<-reloaded // a reload of "three" that began before the cancel
+	}
+	writeFile(t, path, rulesReplying("four"))
+	time.Sleep(200 * time.Millisecond)
+	if got := replyTo(e); got == "four" {
+		t.Errorf("a write after Watch returned was loaded")
+	}
+}
+
+// A burst of writes (an editor, a deploy script, a sync tool) reloads
+// once it is over, not once per write.
+func TestWatchDebouncesAStorm(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, rulesReplying("start"))
+	logger, logs := logBuffer()
+	e, reloaded := watching(t, path, WithDebounce(150*time.Millisecond), WithLogger(logger))
+	logs.Reset()
+	for i := range 100 {
+		writeFile(t, path, rulesReplying(fmt.Sprintf("v%d", i)))
+		time.Sleep(time.Millisecond)
+	}
+	await(t, e, reloaded, "v99")
+	time.Sleep(300 * time.Millisecond) // any late reload would show now
+	if n := strings.Count(logs.String(), `"msg":"rules loaded"`); n > 3 {
+		t.Errorf("100 writes in a burst reloaded %d times, want one (at most 3 on a slow machine)", n)
+	}
+}
+
+// A file that never stops changing is still reloaded: the debounce
+// cannot postpone a reload for ever.
+func TestWatchReloadsAFileThatKeepsChanging(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	writeFile(t, path, rulesReplying("start"))
+	const debounce = 100 * time.Millisecond
+	e, reloaded := watching(t, path, WithDebounce(debounce))
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(debounce / 5):
+				if err := os.WriteFile(path, []byte(rulesReplying(fmt.Sprintf("v%d", i))), 0o644); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); <-writerDone }()
+	select {
+	case <-reloaded:
+		if got := replyTo(e); got == "start" {
+			t.Errorf("the reload kept the first version")
+		}
+	case <-time.After(maxDelayFactor*debounce + 3*time.Second):
+		t.Fatalf("no reload within %v while the file kept changing", maxDelayFactor*debounce+3*time.Second)
 	}
 }
