@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wxreply/wxreply/wechat"
@@ -33,9 +33,6 @@ const (
 const (
 	startTimeout = 15 * time.Second
 	replyTimeout = 40 * time.Second
-	// settleQuiet ends the wait for replies when the sandbox cannot mark
-	// the end of a turn (see session.sync).
-	settleQuiet = 300 * time.Millisecond
 )
 
 // SandboxServer is what the sandbox runs the server with: its built-in
@@ -45,7 +42,22 @@ type SandboxServer struct {
 	AppID     string
 	AppSecret string
 	APIBase   string
-	APIKey    string
+
+	// APIKey turns on the push API, which the sandbox uses only when
+	// Watch is not called (see session.sync).
+	APIKey string
+
+	// Watch is to be called by the ServeFunc with the server's Sender
+	// before it serves. The sandbox then knows the replies to a line are
+	// all out when every message the Sender accepted has been delivered
+	// or has failed.
+	Watch func(SenderStats)
+}
+
+// SenderStats is what the sandbox watches of the server's sending side;
+// *wechat.Sender is one.
+type SenderStats interface {
+	Stats() wechat.Stats
 }
 
 // ServeFunc runs the real server on ln with s's settings (and the rules
@@ -67,6 +79,10 @@ type SandboxOptions struct {
 	Echo bool
 
 	OpenID string // the user the person chats as; SandboxOpenID when empty
+
+	// ReplyTimeout is how long the replies to one line may take before
+	// the next line is read; zero means 40s, past a slow rule's retries.
+	ReplyTimeout time.Duration
 }
 
 // Sandbox runs the server against a fake WeChat API and lets a person chat
@@ -80,6 +96,9 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 	if o.OpenID == "" {
 		o.OpenID = SandboxOpenID
 	}
+	if o.ReplyTimeout <= 0 {
+		o.ReplyTimeout = replyTimeout
+	}
 	box := newInbox()
 	fake := wechattest.NewServer(wechattest.WithOnReceive(box.add))
 	defer fake.Close()
@@ -88,12 +107,21 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	var watched struct {
+		mu    sync.Mutex
+		stats SenderStats
+	}
 	srv := SandboxServer{
 		Token:     SandboxToken,
 		AppID:     fake.AppID,
 		AppSecret: fake.AppSecret,
 		APIBase:   fake.URL,
 		APIKey:    randomKey(),
+		Watch: func(st SenderStats) {
+			watched.mu.Lock()
+			watched.stats = st
+			watched.mu.Unlock()
+		},
 	}
 	serveCtx, stop := context.WithCancel(ctx)
 	var serveErr error
@@ -112,15 +140,20 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 		return err
 	}
 
+	watched.mu.Lock()
+	stats := watched.stats
+	watched.mu.Unlock()
 	s := &session{
-		out:    o.Out,
-		openid: o.OpenID,
-		box:    box,
-		base:   base,
-		apiKey: srv.APIKey,
-		client: &http.Client{Timeout: defaultTimeout},
-		cb:     &Callback{URL: base + "/wechat", Token: SandboxToken},
-		nextID: 24000000000000001,
+		out:          o.Out,
+		openid:       o.OpenID,
+		box:          box,
+		stats:        stats,
+		base:         base,
+		apiKey:       srv.APIKey,
+		client:       &http.Client{Timeout: defaultTimeout},
+		cb:           &Callback{URL: base + "/wechat", Token: SandboxToken},
+		nextID:       24000000000000001,
+		replyTimeout: o.ReplyTimeout,
 	}
 	s.cb.Client = s.client
 	rules := o.RulesPath
@@ -169,32 +202,44 @@ type session struct {
 	out    io.Writer
 	openid string
 	box    *inbox
+	stats  SenderStats // nil: the ServeFunc did not call Watch
 	base   string
 	apiKey string
 	client *http.Client
 	cb     *Callback
 
-	nextID     int64 // MsgId of the next user message
-	lastCreate int64 // CreateTime of the last callback, see createTime
-	turn       int
-	menu       []wechat.MsgMenuItem // the last msgmenu shown, for numbered choices
+	nextID       int64 // MsgId of the next user message
+	lastCreate   int64 // CreateTime of the last callback, see createTime
+	turn         int
+	menu         []wechat.MsgMenuItem // the last msgmenu shown, for numbered choices
+	replyTimeout time.Duration        // how long one line's replies may take
 }
 
 // loop reads lines until /quit, the end of in, or ctx.
 func (s *session) loop(ctx context.Context, in io.Reader, echo bool) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	r := bufio.NewReader(in)
 	for {
 		if !echo {
 			fmt.Fprint(s.out, "> ")
 		}
-		if !sc.Scan() {
+		raw, size, err := readLine(r)
+		if err != nil {
 			if !echo {
 				fmt.Fprintln(s.out)
 			}
-			return sc.Err()
+			if err == io.EOF {
+				return nil
+			}
+			return err
 		}
-		line := strings.TrimSpace(sc.Text())
+		if size > maxLine {
+			if echo {
+				fmt.Fprintf(s.out, "> %s…\n", strings.ToValidUTF8(raw[:80], ""))
+			}
+			fmt.Fprintf(s.out, "[a line of %d bytes was not sent: the sandbox takes lines up to %d]\n", size, maxLine)
+			continue
+		}
+		line := strings.TrimSpace(raw)
 		if echo {
 			fmt.Fprintf(s.out, "> %s\n", line)
 		}
@@ -306,57 +351,6 @@ func (s *session) send(ctx context.Context, msg []byte) {
 		}
 	}
 	s.sync(ctx)
-}
-
-// sync shows the customer-service messages that answer the line just
-// sent. The server sends one user's messages strictly in order, so the
-// sandbox pushes a marker to the same user through the push API: when
-// the marker reaches the fake API, every reply queued before it has been
-// sent (or has failed), and nothing is cut off or shown late.
-func (s *session) sync(ctx context.Context) {
-	s.turn++
-	marker := fmt.Sprintf("wxreply-sandbox-turn-%d", s.turn)
-	if err := s.pushMarker(ctx, marker); err != nil {
-		// Refused (the user left the window, say): wait until quiet.
-		for {
-			r, ok := s.box.next(ctx, settleQuiet)
-			if !ok {
-				return
-			}
-			s.showReceived(r)
-		}
-	}
-	for {
-		r, ok := s.box.next(ctx, replyTimeout)
-		if !ok {
-			fmt.Fprintln(s.out, "[no more replies after waiting; the server log says why]")
-			return
-		}
-		if r.Custom != nil && r.Custom.Text != nil && r.Custom.Text.Content == marker {
-			return
-		}
-		s.showReceived(r)
-	}
-}
-
-func (s *session) pushMarker(ctx context.Context, marker string) error {
-	body, _ := json.Marshal(wechat.CustomMessage{ToUser: s.openid, MsgType: wechat.MsgTypeText, Text: &wechat.Text{Content: marker}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/api/v1/messages", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+s.apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("push API answered %s", resp.Status)
-	}
-	return nil
 }
 
 // showReceived shows one call of the fake API as the user would see it.

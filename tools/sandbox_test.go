@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +25,37 @@ type scripted struct {
 	sender *wechat.Sender
 	mu     sync.Mutex
 	got    []*wechat.Message
+
+	// noWatch keeps the ServeFunc from calling Watch, as a ServeFunc
+	// written before it would: the sandbox then uses marker messages.
+	noWatch bool
+	// gate holds the reply to "slow" until the line "release" comes.
+	gate     chan struct{}
+	released sync.Once
+	// pushCalls counts the requests to the push API.
+	pushCalls atomic.Int64
+}
+
+// slowTransport holds a send of the reply to "slow" until the gate opens.
+type slowTransport struct{ gate <-chan struct{} }
+
+func (tr slowTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		if bytes.Contains(body, []byte("slow reply")) {
+			select {
+			case <-tr.gate:
+			case <-req.Context().Done():
+				return nil, req.Context().Err()
+			}
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
 }
 
 func text(s string) wechat.CustomMessage {
@@ -72,6 +105,11 @@ func (r *scripted) Respond(_ context.Context, m *wechat.Message) *wechat.CustomM
 			wechat.CustomMessage{MsgType: wechat.MsgTypeWxCard, WxCard: &wechat.WxCard{CardID: "CARD"}},
 			wechat.CustomMessage{MsgType: wechat.MsgTypeMiniProgramPage, MiniProgramPage: &wechat.MiniProgramPage{Title: "Open", AppID: "wxmini", PagePath: "pages/index", ThumbMediaID: "TH"}},
 		)
+	case m.Content == "slow":
+		replies = append(replies, text("slow reply"))
+	case m.Content == "release":
+		r.released.Do(func() { close(r.gate) })
+		replies = append(replies, text("released"))
 	case m.Content == "template":
 		template = &wechat.TemplateMessage{TemplateID: "TPL", URL: "https://example.com/o",
 			Data: map[string]wechat.TemplateValue{"first": {Value: "shipped"}, "remark": {Value: "soon"}}}
@@ -104,20 +142,31 @@ func (r *scripted) messages() []*wechat.Message {
 // scriptedServe wires the server as main does, with the scripted
 // Responder in place of the rule engine.
 func scriptedServe(r *scripted) ServeFunc {
+	r.gate = make(chan struct{})
 	return func(ctx context.Context, ln net.Listener, s SandboxServer) error {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
 		window := wechat.NewWindow(0)
 		r.sender = wechat.NewSender(wechat.SenderOptions{
-			Client: wechat.NewClient(wechat.ClientOptions{BaseURL: s.APIBase, AppID: s.AppID, AppSecret: s.AppSecret, Logger: log}),
+			Client: wechat.NewClient(wechat.ClientOptions{BaseURL: s.APIBase, AppID: s.AppID, AppSecret: s.AppSecret, Logger: log,
+				HTTPClient: &http.Client{Transport: slowTransport{r.gate}}}),
 			Window: window,
 			Logger: log,
 		})
+		if !r.noWatch {
+			s.Watch(r.sender)
+		}
 		r.sender.Start()
-		srv := &http.Server{Handler: handlers.New(handlers.Config{
+		h := handlers.New(handlers.Config{
 			Token:     s.Token,
 			Responder: r,
 			Logger:    log,
 			Push:      &handlers.PushConfig{APIKey: s.APIKey, Sender: r.sender, Window: window},
+		})
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if strings.HasPrefix(req.URL.Path, "/api/") {
+				r.pushCalls.Add(1)
+			}
+			h.ServeHTTP(w, req)
 		})}
 		go func() {
 			<-ctx.Done()
@@ -143,17 +192,46 @@ func ignoreClosed(err error) error {
 // the terminal showed.
 func runSandbox(t *testing.T, serve ServeFunc, input string) string {
 	t.Helper()
+	return runSandboxWith(t, SandboxOptions{Serve: serve, In: strings.NewReader(input)})
+}
+
+// runSandboxWith is runSandbox with options: Serve and In are required.
+func runSandboxWith(t *testing.T, o SandboxOptions) string {
+	t.Helper()
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := Sandbox(ctx, SandboxOptions{Serve: serve, RulesPath: "scripted rules", In: strings.NewReader(input), Out: &out, Echo: true})
+	o.RulesPath, o.Out, o.Echo = "scripted rules", &out, true
+	err := Sandbox(ctx, o)
 	if err != nil {
 		t.Fatalf("Sandbox: %v\n%s", err, out.String())
 	}
 	return out.String()
 }
 
+// The same session whichever way the sandbox learns that a line's replies
+// are out: by watching the Sender (no traffic of its own), or by marker
+// messages through the push API for a ServeFunc that does not call Watch.
 func TestSandboxSession(t *testing.T) {
+	for _, mode := range []struct {
+		name      string
+		noWatch   bool
+		wantPushs bool
+	}{
+		{"watching the sender", false, false},
+		{"marker messages", true, true},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			r := &scripted{noWatch: mode.noWatch}
+			testSandboxSession(t, r)
+			if n := r.pushCalls.Load(); (n > 0) != mode.wantPushs {
+				t.Errorf("%d calls of the push API, want some: %v", n, mode.wantPushs)
+			}
+		})
+	}
+}
+
+func testSandboxSession(t *testing.T, r *scripted) {
 	// Each step is a line typed and exactly what the terminal shows for it.
 	steps := []struct{ in, want string }{
 		{"hello", "< you said: hello\n"},
@@ -201,7 +279,6 @@ func TestSandboxSession(t *testing.T) {
 		}
 		want.WriteString("> " + s.in + "\n" + s.want)
 	}
-	r := &scripted{}
 	got := runSandbox(t, scriptedServe(r), input.String())
 	if got != want.String() {
 		t.Errorf("the terminal showed:\n%s\nwant:\n%s", got, want.String())

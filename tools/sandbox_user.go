@@ -1,8 +1,10 @@
 package tools
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,8 +14,36 @@ import (
 	"github.com/wxreply/wxreply/wechat/wechattest"
 )
 
-// The sandbox user's side: the callback XML WeChat would post for what
-// the person types, and the inbox of what the fake API received.
+// The sandbox user's side: the lines the person types, the callback XML
+// WeChat would post for them, and the inbox of what the fake API received.
+
+// maxLine bounds one line of input: far beyond what the server takes (a
+// callback over 64 KiB is a 413), so that a pasted file costs no more.
+const maxLine = 1 << 20
+
+// readLine reads one line without its end, keeping at most maxLine bytes
+// of it; size is the whole line's. A last line without a newline counts;
+// err is io.EOF only when there is no line left.
+func readLine(r *bufio.Reader) (line string, size int, err error) {
+	var b []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		size += len(chunk)
+		if len(b) < maxLine {
+			b = append(b, chunk[:min(len(chunk), maxLine-len(b))]...)
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && size > 0:
+			return string(b), size, nil
+		case err != nil:
+			return "", 0, err
+		}
+		size-- // the newline
+		return strings.TrimSuffix(string(b), "\n"), size, nil
+	}
+}
 
 // createTime is now, but always after the previous callback's: the
 // server drops a second event from one user with the same CreateTime,
@@ -112,19 +142,26 @@ func (b *inbox) add(r wechattest.Received) {
 	}
 }
 
+// take returns the oldest item, if there is one.
+func (b *inbox) take() (wechattest.Received, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.items) == 0 {
+		return wechattest.Received{}, false
+	}
+	r := b.items[0]
+	b.items = b.items[1:]
+	return r, true
+}
+
 // next returns the oldest item, waiting up to wait for one.
 func (b *inbox) next(ctx context.Context, wait time.Duration) (wechattest.Received, bool) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
-		b.mu.Lock()
-		if len(b.items) > 0 {
-			r := b.items[0]
-			b.items = b.items[1:]
-			b.mu.Unlock()
+		if r, ok := b.take(); ok {
 			return r, true
 		}
-		b.mu.Unlock()
 		select {
 		case <-b.notify:
 		case <-t.C:
