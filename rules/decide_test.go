@@ -295,3 +295,78 @@ func TestDecideNil(t *testing.T) {
 		t.Errorf("Decide(nil) = %+v, want nothing", d)
 	}
 }
+
+// passive: true works for every type WeChat takes as a passive reply: the
+// item decided is one EncodeReply turns into the XML answer.
+func TestPassiveEveryType(t *testing.T) {
+	tests := []struct {
+		item, msgType, xml string // xml: a part of the encoded answer
+	}{
+		{`text: "您好 {{.FromUserName}}"`, "text", "<Content><![CDATA[您好 oUSER]]></Content>"},
+		{`text: {content: long form}`, "text", "<Content><![CDATA[long form]]></Content>"},
+		{`image: {media_id: "{{.MediaId}}"}`, "image", "<Image><MediaId><![CDATA[MEDIA_IN]]></MediaId></Image>"},
+		{`voice: {media_id: MEDIA_VOICE}`, "voice", "<Voice><MediaId><![CDATA[MEDIA_VOICE]]></MediaId></Voice>"},
+		{`video: {media_id: MEDIA_VIDEO, title: 标题, description: 描述}`, "video", "<Title><![CDATA[标题]]></Title>"},
+		{`music: {title: 歌, musicurl: "https://example.com/a.mp3", hqmusicurl: "https://example.com/b.mp3", thumb_media_id: THUMB}`,
+			"music", "<ThumbMediaId><![CDATA[THUMB]]></ThumbMediaId>"},
+		{`news: {articles: [{title: 指南, url: "https://example.com/g"}]}`, "news", "<ArticleCount>1</ArticleCount>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.item, func(t *testing.T) {
+			s := mustParse(t, "kf_account: kf@acct\nrules:\n  - name: p\n    match: {msgtype: image}\n    passive: true\n    reply:\n      - "+tt.item+"\n")
+			m := &wechat.Message{FromUserName: testUser, ToUserName: "gh_acct", MsgType: "image", MediaId: "MEDIA_IN", MsgId: "5"}
+			d := s.Decide(m)
+			if d.Passive == nil || len(d.Replies) != 0 {
+				t.Fatalf("decision %+v, want the item as the passive reply and nothing sent", d)
+			}
+			if d.Passive.MsgType != tt.msgType || d.Passive.ToUser != testUser || d.Passive.CustomService != nil {
+				t.Errorf("passive msgtype %q touser %q customservice %v", d.Passive.MsgType, d.Passive.ToUser, d.Passive.CustomService)
+			}
+			xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, 1700000000, d.Passive)
+			if err != nil {
+				t.Fatalf("EncodeReply: %v", err)
+			}
+			for _, want := range []string{"<MsgType><![CDATA[" + tt.msgType + "]]></MsgType>", tt.xml} {
+				if !strings.Contains(string(xml), want) {
+					t.Errorf("XML %s lacks %s", xml, want)
+				}
+			}
+		})
+	}
+}
+
+// `text: hi` is short for `text: {content: hi}` wherever a reply item
+// may stand.
+func TestTextShorthandEverywhere(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+		passive         bool
+	}{
+		{"a rule's reply", "rules: [{name: r, match: {msgtype: text}, reply: [{text: hi}]}]", "hi", false},
+		{"the default's reply", "default: {reply: [{text: hi}]}", "hi", false},
+		{"passive", "rules: [{name: r, match: {msgtype: text}, passive: true, reply: [{text: hi}]}]", "hi", true},
+		{"passive default", "default: {passive: true, reply: [{text: hi}]}", "hi", true},
+		{"pick random", "rules: [{name: r, match: {msgtype: text}, pick: random, reply: [{text: hi}, {text: hi}]}]", "hi", false},
+		{"a template", `default: {reply: [{text: "you said {{.Content}}"}]}`, "you said x", false},
+		{"a number", "default: {reply: [{text: 42}]}", "42", false},
+		{"a boolean", "default: {reply: [{text: yes}]}", "yes", false},
+		{"a block scalar", "default:\n  reply:\n    - text: |-\n        line one\n        line two\n", "line one\nline two", false},
+		{"an alias of the item", "rules:\n  - {name: a, match: {event: CLICK}, reply: [&item {text: hi}]}\ndefault: {reply: [*item]}", "hi", false},
+		{"an alias of the value", "rules:\n  - {name: a, match: {event: CLICK}, reply: [{text: &v hi}]}\ndefault: {reply: [{text: *v}]}", "hi", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := mustParse(t, tt.src).Decide(textMsg("x"))
+			var got *wechat.CustomMessage
+			switch {
+			case tt.passive:
+				got = d.Passive
+			case len(d.Replies) == 1:
+				got = d.Replies[0].Custom
+			}
+			if got == nil || got.MsgType != "text" || got.Text == nil || got.Text.Content != tt.want {
+				t.Errorf("decision %+v, want one text %q", d, tt.want)
+			}
+		})
+	}
+}
