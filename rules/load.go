@@ -115,6 +115,10 @@ func parseRules(filename string, data []byte, o options) (*Set, error) {
 		rules: cp.compileRules(spec.Rules),
 		def:   cp.compileDefault(spec.Default),
 	}
+	if s.kf != "" && !p.corruptAt("kf_account") && !kfAccount.MatchString(s.kf) {
+		p.add(c.node("kf_account"), "kf_account", false,
+			"%q is not a customer-service account: WeChat names one account@wechat_id, as in kf2001@gh_account", s.kf)
+	}
 	if len(spec.Rules) == 0 && spec.Default == nil && !p.corruptAt("rules") && !p.corruptAt(defaultName) {
 		p.add(root, "", false, "no rules and no default: nothing would ever be answered")
 	}
@@ -151,6 +155,10 @@ func parseYAML(p *problems, data []byte) *yaml.Node {
 	}
 	return doc.Content[0]
 }
+
+// kfAccount is the form of a customer-service account: a prefix, @, the
+// official account's WeChat id. Anything else makes every send fail.
+var kfAccount = regexp.MustCompile(`^[^@\s]+@[^@\s]+$`)
 
 // yamlLine finds the line in yaml.v3's syntax errors, which give no column.
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

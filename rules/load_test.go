@@ -240,8 +240,12 @@ rules:
 rules:
   - {? [name]: a, match: {event: CLICK}}`,
 			[]problem{{3, 8, "rules[0]: keys must be strings, got a list"}}},
-		{"nothing to answer", `kf_account: x`,
+		{"nothing to answer", `kf_account: kf1@gh_acct`,
 			[]problem{{1, 1, "no rules and no default"}}},
+		{"a kf_account WeChat would refuse", `
+kf_account: kf2001
+default: {reply: [{text: x}]}`,
+			[]problem{{2, 13, `kf_account: "kf2001" is not a customer-service account: WeChat names one account@wechat_id`}}},
 		{"YAML syntax error", "rules:\n  - name: a\n\tmatch: x\n",
 			[]problem{{2, 1, "YAML syntax: found a tab character that violates indentation"}}},
 		{"two documents", "default: {reply: [{text: x}]}\n---\ndefault: {reply: [{text: y}]}\n",

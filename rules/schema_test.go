@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -66,6 +67,11 @@ func validate(root, s schema, v any, at string) error {
 	}
 	if c, ok := s["const"]; ok && c != v {
 		return fmt.Errorf("%s: %v is not %v", at, v, c)
+	}
+	if p, ok := s["pattern"].(string); ok {
+		if str, ok := v.(string); ok && !regexp.MustCompile(p).MatchString(str) {
+			return fmt.Errorf("%s: %q does not match %s", at, str, p)
+		}
 	}
 	if n, ok := s["minLength"].(float64); ok {
 		if str, ok := v.(string); ok && len(str) < int(n) {
@@ -228,6 +234,9 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 			sample := any("x")
 			if enum := asList(s["enum"]); enum != nil {
 				sample = enum[0]
+			}
+			if examples := asList(s["examples"]); examples != nil {
+				sample = examples[0]
 			}
 			if _, ok := sample.(string); !ok {
 				t.Errorf("%s: an enum of non-strings for a string field", at)
@@ -399,7 +408,8 @@ func TestSchemaRejectsWhatTheLoaderRejects(t *testing.T) {
 		"msgmenu item without id": rule("    reply: [{msgmenu: {list: [{content: a}]}}]\n"),
 		"template without data":   rule("    reply: [{template: {template_id: T}}]\n"),
 		"empty default":           "default: {reply: []}\n",
-		"nothing":                 "kf_account: x\n",
+		"nothing":                 "kf_account: kf1@gh_acct\n",
+		"a kf_account without @":  "kf_account: kf1\ndefault: {reply: [{text: x}]}\n",
 	}
 	for name, src := range tests {
 		var v any
