@@ -158,6 +158,24 @@ func TestPushAPIEndToEnd(t *testing.T) {
 	}
 }
 
+// Without WECHAT_APPID and WECHAT_APPSECRET a push is accepted but
+// cannot be sent, and its status says why.
+func TestPushWithoutCredentials(t *testing.T) {
+	base, fake := startApp(t, pushKey, func(c *config) { c.appID, c.appSecret = "", "" })
+	p := pushClient{t, base}
+	a := p.do("POST", "/api/v1/messages", `{"touser":"oA","msgtype":"text","text":{"content":"x"}}`, nil)
+	if a.Code != 202 {
+		t.Fatalf("status %d: %s", a.Code, a.Raw)
+	}
+	st := p.final("/api/v1/messages/"+a.str("id"), false)
+	if st.str("status") != "failed" || !strings.Contains(st.str("reason"), "AppID and AppSecret are required") {
+		t.Errorf("status %s, want failed saying AppID and AppSecret are required", st.Raw)
+	}
+	if n := len(fake.Received()); n != 0 {
+		t.Errorf("the fake API got %d calls, want none", n)
+	}
+}
+
 // The README's curl examples work against a running server: each curl
 // command of the Push API section is run (in Go, with the same method,
 // headers and body), a status URL with the id of the message posted

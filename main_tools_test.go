@@ -154,14 +154,18 @@ func TestSandboxLiveEdit(t *testing.T) {
 }
 
 // startApp runs the real server (newApp, app.run) with the push API on,
-// against the fake WeChat API, and returns its base URL.
-func startApp(t *testing.T, apiKey string) (string, *wechattest.Server) {
+// against the fake WeChat API, and returns its base URL. edits change the
+// configuration first.
+func startApp(t *testing.T, apiKey string, edits ...func(*config)) (string, *wechattest.Server) {
 	t.Helper()
 	fake := wechattest.NewServer()
 	t.Cleanup(fake.Close)
 	c := &config{
 		token: "tok", appID: fake.AppID, appSecret: fake.AppSecret, apiBase: fake.URL,
 		rulesPath: "rules.yaml", apiKey: apiKey, shutdownTimeout: 5 * time.Second,
+	}
+	for _, edit := range edits {
+		edit(c)
 	}
 	a, err := newApp(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
