@@ -7,8 +7,10 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/wxreply/wxreply/wechat"
+	"golang.org/x/text/width"
 	"gopkg.in/yaml.v3"
 )
 
@@ -176,6 +178,13 @@ func (c *compiler) compileRegexes(path string, list stringList, cond *condition)
 			c.add(at, elem, false, "%v", err)
 			continue
 		}
+		if tree, err := syntax.Parse(src, syntax.Perl); err == nil {
+			if r, ok := foldedAway(tree); ok {
+				c.add(at, elem, false, "%q never matches: regexes see the text width-folded (full-width ＡＢＣ１２３ reads as ABC123, half-width ｶﾅ as カナ); write `%s`",
+					string(r), regexp.QuoteMeta(width.Fold.String(string(r))))
+				continue
+			}
+		}
 		lit := ""
 		if tree, err := syntax.Parse("(?i)"+src, syntax.Perl); err == nil {
 			lit = normalize(requiredLiteral(tree))
@@ -183,6 +192,45 @@ func (c *compiler) compileRegexes(path string, list stringList, cond *condition)
 		cond.regexes = append(cond.regexes, re)
 		cond.literals = append(cond.literals, lit)
 	}
+}
+
+// foldedAway finds a rune re requires that width folding removes from
+// every text, so that re can never match: a literal such as the ｈ of
+// `^ｈｉ`, or a class all of whose runes fold, as [０-９] does. A class
+// with some runes that fold ([0-9０-９]) is harmless and not reported.
+func foldedAway(re *syntax.Regexp) (rune, bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		for _, r := range re.Rune {
+			if folds(r) {
+				return r, true
+			}
+		}
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				if !folds(r) {
+					return 0, false
+				}
+			}
+		}
+		if len(re.Rune) > 0 {
+			return re.Rune[0], true
+		}
+	default:
+		for _, sub := range re.Sub {
+			if r, ok := foldedAway(sub); ok {
+				return r, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// folds reports whether width folding changes r, which then never
+// appears in the text a regex sees.
+func folds(r rune) bool {
+	return r >= utf8.RuneSelf && width.LookupRune(r).Folded() != 0
 }
 
 // requiredLiteral returns a string that every match of re contains, the

@@ -90,6 +90,18 @@ rules:
         regex: ['^ok$', '(unclosed', '[z-a]']`,
 			[]problem{{6, 25, "rules[0].match.text.regex[1]: error parsing regexp: missing closing ): `(unclosed`"},
 				{6, 38, "rules[0].match.text.regex[2]: error parsing regexp: invalid character class range: `z-a`"}}},
+		// The text is width-folded before regexes see it, so a full-width
+		// or half-width form in a regex can never match.
+		{"regexes with runes width folding removes", `
+rules:
+  - name: a
+    match:
+      text:
+        regex: ['^ｈｉ', '[０-９]+', 'ｶﾅ', '[0-9０-９]+', '（\d+）', '[^ａ]', 'カナ', '^hi$']`,
+			[]problem{{6, 17, `rules[0].match.text.regex[0]: "ｈ" never matches: regexes see the text width-folded`},
+				{6, 24, "rules[0].match.text.regex[1]: \"０\" never matches: regexes see the text width-folded (full-width ＡＢＣ１２３ reads as ABC123, half-width ｶﾅ as カナ); write `0`"},
+				{6, 34, `rules[0].match.text.regex[2]: "ｶ" never matches`},
+				{6, 53, "rules[0].match.text.regex[4]: \"（\" never matches: regexes see the text width-folded (full-width ＡＢＣ１２３ reads as ABC123, half-width ｶﾅ as カナ); write `\\(`"}}},
 		{"templates that do not parse", `
 rules:
   - name: a

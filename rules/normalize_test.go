@@ -105,3 +105,17 @@ func TestFoldCaseInvalidUTF8(t *testing.T) {
 		}
 	}
 }
+
+// folds, which finds the runes a regex can never see, is width.Fold's
+// own idea of what it changes.
+func TestFoldsAgreesWithWidthFold(t *testing.T) {
+	for r := rune(0); r <= 0x1ffff; r++ {
+		if r >= 0xd800 && r <= 0xdfff {
+			continue
+		}
+		s := string(r)
+		if got, want := folds(r), width.Fold.String(s) != s; got != want {
+			t.Errorf("folds(%U) = %v, width.Fold changes it: %v", r, got, want)
+		}
+	}
+}

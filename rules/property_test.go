@@ -33,7 +33,7 @@ func linearMatch(s *Set, in *input) []int32 {
 // width-folded: K is the Kelvin sign, ſ the long s, ｈｉ full-width.
 var tokens = []string{"a", "b", "ab", "ba", "hi", "HI", "ｈｉ", "你好", "好", "订单", "k", "K", "ß", "ss", "SS", "ſ", " ", "x", "12", "１２", "İ", "σ", "Σ", "ς", "ﾃ", "テ"}
 
-var regexPool = []string{`^a`, `(b+)`, `订单\s*(\d+)`, `hi|ab`, `^$`, `k`, `ß`, `x.*a`, `.*`, `(?-i)HI`, `a{2,}`, `(ab)+x`, `^ｈｉ`, `σ`, `\d\d`}
+var regexPool = []string{`^a`, `(b+)`, `订单\s*(\d+)`, `hi|ab`, `^$`, `k`, `ß`, `x.*a`, `.*`, `(?-i)HI`, `a{2,}`, `(ab)+x`, `^hi`, `テ`, `σ`, `\d\d`}
 
 func randText(r *rand.Rand, maxTokens int) string {
 	var b strings.Builder
