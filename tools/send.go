@@ -17,7 +17,9 @@ import (
 
 // SendOptions configures Send: one message pushed through a running
 // server's /api/v1. Give To and Text for a text message, or JSON for any
-// customer-service message exactly as message/custom/send takes it.
+// customer-service message exactly as message/custom/send takes it, or a
+// template message exactly as message/template/send takes it (told apart
+// by its template_id).
 type SendOptions struct {
 	Server string // the server's base URL, e.g. http://127.0.0.1:8080
 	APIKey string // WXREPLY_API_KEY
@@ -64,6 +66,10 @@ func Send(ctx context.Context, o SendOptions) error {
 	if err != nil {
 		return err
 	}
+	kind := "messages"
+	if isTemplate(body) {
+		kind = "templates"
+	}
 
 	var accepted struct {
 		ID     string `json:"id"`
@@ -73,14 +79,26 @@ func Send(ctx context.Context, o SendOptions) error {
 	if o.IdempotencyKey != "" {
 		header.Set("Idempotency-Key", o.IdempotencyKey)
 	}
-	if err := o.call(ctx, http.MethodPost, base.String()+"/api/v1/messages", header, body, http.StatusAccepted, &accepted); err != nil {
+	if err := o.call(ctx, http.MethodPost, base.String()+"/api/v1/"+kind, header, body, http.StatusAccepted, &accepted); err != nil {
 		return err
 	}
 	fmt.Fprintln(o.Stdout, accepted.ID)
 	if !o.Wait {
 		return nil
 	}
-	return o.wait(ctx, base.String()+"/api/v1/messages/"+url.PathEscape(accepted.ID))
+	return o.wait(ctx, base.String()+"/api/v1/"+kind+"/"+url.PathEscape(accepted.ID))
+}
+
+// isTemplate reports a template message: the only kind with a
+// template_id. Anything else is posted as a customer-service message,
+// whose route explains what is wrong with it.
+func isTemplate(body []byte) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return false
+	}
+	_, ok := m["template_id"]
+	return ok
 }
 
 // message builds the JSON to post. A -json file keeps its exact fields;
@@ -114,10 +132,13 @@ func (o SendOptions) message() ([]byte, error) {
 	})
 }
 
-// wait polls the status URL until the message is final.
+// wait polls the status URL until the message is final. A template
+// message is "sent" once WeChat took it; it is final when WeChat's
+// delivery report has arrived at the server.
 func (o SendOptions) wait(ctx context.Context, statusURL string) error {
 	t := time.NewTicker(o.PollInterval)
 	defer t.Stop()
+	saidSent := false
 	for {
 		var st struct {
 			Status  string `json:"status"`
@@ -138,6 +159,11 @@ func (o SendOptions) wait(ctx context.Context, statusURL string) error {
 			}
 			fmt.Fprintln(o.Stdout, "failed: "+reason)
 			return fmt.Errorf("%w: %s", ErrNotDelivered, reason)
+		case "sent":
+			if !saidSent {
+				fmt.Fprintln(o.Stdout, "sent: waiting for WeChat's delivery report (TEMPLATESENDJOBFINISH)")
+				saidSent = true
+			}
 		}
 		select {
 		case <-ctx.Done():

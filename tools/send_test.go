@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +23,9 @@ const sendKey = "send-test-key"
 // pushStack is a server with the push API on, sending through the real
 // Sender to the fake WeChat API.
 type pushStack struct {
-	URL  string
-	fake *wechattest.Server
+	URL    string
+	fake   *wechattest.Server
+	sender *wechat.Sender
 }
 
 func newPushStack(t *testing.T, apiKey string) *pushStack {
@@ -51,7 +54,7 @@ func newPushStack(t *testing.T, apiKey string) *pushStack {
 	}
 	srv := httptest.NewServer(handlers.New(cfg))
 	t.Cleanup(srv.Close)
-	return &pushStack{URL: srv.URL, fake: fake}
+	return &pushStack{URL: srv.URL, fake: fake, sender: sender}
 }
 
 type nopResponder struct{}
@@ -180,4 +183,68 @@ func TestSendAPIOff(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is the push API on") {
 		t.Errorf("error %v, want a hint that the push API is off", err)
 	}
+}
+
+// A -json file holding a template message goes to /api/v1/templates, and
+// -wait waits past "sent" for WeChat's delivery report.
+func TestSendTemplate(t *testing.T) {
+	tpl := []byte(`{"touser":"oUser","template_id":"TPL","data":{"first":{"value":"已发货"}}}`)
+	for _, report := range []struct {
+		status  string
+		wantErr bool
+		wantOut string
+	}{
+		{"success", false, "delivered\n"},
+		{"failed:user block", true, "failed: failed:user block\n"},
+	} {
+		t.Run(report.status, func(t *testing.T) {
+			st := newPushStack(t, sendKey)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out := &syncBuffer{}
+			done := make(chan error, 1)
+			go func() {
+				done <- Send(ctx, SendOptions{Server: st.URL, APIKey: sendKey, JSON: tpl, Wait: true, PollInterval: 5 * time.Millisecond, Stdout: out})
+			}()
+			if err := st.fake.WaitReceived(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			got := st.fake.Received()[0]
+			if got.API != wechat.PathTemplateSend || got.Template == nil || got.Template.TemplateID != "TPL" {
+				t.Fatalf("the fake API got %+v, want a template message", got)
+			}
+			for !strings.Contains(out.String(), "sent: waiting for WeChat's delivery report") {
+				if ctx.Err() != nil {
+					t.Fatalf("never reported sent:\n%s", out)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			st.sender.TemplateFinished(strconv.FormatInt(got.MsgID, 10), report.status)
+			err := <-done
+			if (err != nil) != report.wantErr || (err != nil && !errors.Is(err, ErrNotDelivered)) {
+				t.Errorf("Send: %v", err)
+			}
+			if !strings.HasSuffix(out.String(), report.wantOut) {
+				t.Errorf("output:\n%s\nwant it to end with %q", out, report.wantOut)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while Send writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
