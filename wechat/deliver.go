@@ -3,6 +3,7 @@ package wechat
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -14,7 +15,14 @@ type outcome struct {
 	attempts  int
 	lastCall  time.Time // when the last send call was made
 	msgID     int64
+	report    *templateReport // a delivery report that overtook msgID's answer
 	err       error
+}
+
+// templateReport is a TEMPLATESENDJOBFINISH event waiting to be logged.
+type templateReport struct {
+	rec    templateRecord
+	status string
 }
 
 // deliver sends one message, retrying as its options allow, and records
@@ -45,6 +53,9 @@ func (s *Sender) deliver(j *job) {
 		}
 	}
 	s.finish(j, o, time.Since(start))
+	if o.report != nil {
+		s.templateFinished(o.report.rec, strconv.FormatInt(o.msgID, 10), o.report.status)
+	}
 }
 
 // sendCustom delivers a customer-service message: checks the window,
@@ -119,9 +130,10 @@ func (s *Sender) sendTemplate(ctx context.Context, deadline time.Time, j *job) o
 	})
 	o.delivered = o.err == nil
 	if o.delivered {
-		s.status.recordTemplate(o.msgID, templateRecord{
-			ID: j.out.ID, OpenID: j.openid, TemplateID: tm.TemplateID, Rule: j.out.Rule, InMsgID: j.out.InMsgID,
-		})
+		rec := templateRecord{ID: j.out.ID, OpenID: j.openid, TemplateID: tm.TemplateID, Rule: j.out.Rule, InMsgID: j.out.InMsgID}
+		if status, arrived := s.status.recordTemplate(o.msgID, rec); arrived {
+			o.report = &templateReport{rec, status}
+		}
 	}
 	return o
 }

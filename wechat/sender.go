@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -42,7 +43,8 @@ type SenderOptions struct {
 	// this one (rules.yaml's kf_account).
 	KfAccount string
 
-	StatusTTL time.Duration // how long Status can report; default DefaultStatusTTL
+	StatusTTL time.Duration // how long Status can report on a finished message; default DefaultStatusTTL
+	StatusMax int           // how many finished messages it can report on; default DefaultStatusMax
 	Logger    *slog.Logger  // nil means slog.Default()
 
 	// OnResult, when set, is called once per accepted message with its
@@ -118,6 +120,9 @@ func NewSender(o SenderOptions) *Sender {
 	if o.StatusTTL <= 0 {
 		o.StatusTTL = DefaultStatusTTL
 	}
+	if o.StatusMax <= 0 {
+		o.StatusMax = DefaultStatusMax
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -125,7 +130,7 @@ func NewSender(o SenderOptions) *Sender {
 		o:      o,
 		client: o.Client,
 		log:    o.Logger,
-		status: newStatusStore(o.StatusTTL),
+		status: newStatusStore(o.StatusTTL, o.StatusMax),
 		lanes:  make(map[string]*lane),
 		done:   make(chan struct{}),
 	}
@@ -270,7 +275,7 @@ func (s *Sender) worker() {
 
 // janitor drops expired statuses and window entries until the workers end.
 func (s *Sender) janitor() {
-	t := time.NewTicker(min(s.o.StatusTTL/4, 10*time.Minute))
+	t := time.NewTicker(max(min(s.o.StatusTTL/4, 10*time.Minute), time.Second))
 	defer t.Stop()
 	for {
 		select {
@@ -323,8 +328,9 @@ func (s *Sender) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Status reports on the message with the given ID, for DefaultStatusTTL
-// (or SenderOptions.StatusTTL) after its last change.
+// Status reports on the message with the given ID: always while it is
+// queued or being sent, then for StatusTTL after it finished, as long as
+// it is among the last StatusMax to finish.
 func (s *Sender) Status(id string) (Status, bool) { return s.status.get(id) }
 
 // Stats returns the Sender's counters.
@@ -335,11 +341,18 @@ func (s *Sender) Stats() Stats { return s.n.snapshot() }
 // block": it is logged with the user, template and rule it reports on,
 // and the message's Status gets TemplateStatus.
 func (s *Sender) TemplateFinished(msgID string, status string) {
-	rec, ok := s.status.template(msgID)
+	rec, ok := s.status.templateFinished(msgID, status)
 	if !ok {
+		// Kept a minute in case the send is still being recorded: the
+		// event can overtake template/send's answer.
 		s.log.Info("template job finished for an unknown msgid", "template_msgid", msgID, "status", status)
 		return
 	}
+	s.templateFinished(rec, strings.TrimSpace(msgID), status)
+}
+
+// templateFinished logs a delivery report with the message it is about.
+func (s *Sender) templateFinished(rec templateRecord, msgID, status string) {
 	level := slog.LevelInfo
 	if status != "success" {
 		level = slog.LevelWarn

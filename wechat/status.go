@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/patrickmn/go-cache"
 )
 
 // States of an Outgoing, as Status reports them.
@@ -25,8 +23,12 @@ const (
 	ReasonShutdown    = "shutdown"
 )
 
-// DefaultStatusTTL is how long a Sender can report on a message.
-const DefaultStatusTTL = 24 * time.Hour
+// DefaultStatusTTL is how long a Sender can report on a finished
+// message, and DefaultStatusMax on how many at most.
+const (
+	DefaultStatusTTL = 24 * time.Hour
+	DefaultStatusMax = 100000
+)
 
 // Status is what a Sender knows of one Outgoing, by its ID.
 type Status struct {
@@ -88,12 +90,19 @@ func (c *senderCounters) snapshot() Stats {
 }
 
 // statusStore keeps Status by Outgoing ID, and template msgid → the
-// message it reports on, each for a bounded time.
+// message it reports on. Messages still queued or being sent are always
+// known; finished ones are kept for ttl after their last change and at
+// most max of them, the oldest forgotten first, so that a busy server's
+// memory does not grow with a day of traffic.
 type statusStore struct {
-	mu        sync.Mutex // serialises read-modify-write of one Status
-	ttl       time.Duration
-	byID      *cache.Cache
-	templates *cache.Cache // strconv(msgid) → templateRecord
+	mu        sync.Mutex
+	active    map[string]Status // queued or sending
+	done      *recent[Status]   // delivered or failed
+	templates *recent[templateRecord]
+
+	// early holds TEMPLATESENDJOBFINISH events whose msgid was not
+	// recorded yet: the event can overtake the answer of template/send.
+	early *recent[string]
 }
 
 // templateRecord is what a TEMPLATESENDJOBFINISH event is logged with.
@@ -101,31 +110,41 @@ type templateRecord struct {
 	ID, OpenID, TemplateID, Rule, InMsgID string
 }
 
-func newStatusStore(ttl time.Duration) *statusStore {
-	// No janitors: the Sender's own goroutine calls deleteExpired.
+// earlyEventTTL is how long an event for an unknown msgid waits for its
+// send to be recorded. Events of template messages sent by other
+// systems for the same account never are, so it is short.
+const earlyEventTTL = time.Minute
+
+func newStatusStore(ttl time.Duration, max int) *statusStore {
 	return &statusStore{
-		ttl:       ttl,
-		byID:      cache.New(ttl, 0),
-		templates: cache.New(ttl, 0),
+		active:    make(map[string]Status),
+		done:      newRecent[Status](ttl, max),
+		templates: newRecent[templateRecord](ttl, max),
+		early:     newRecent[string](earlyEventTTL, max),
 	}
 }
 
+func final(state string) bool { return state == StateDelivered || state == StateFailed }
+
 func (st *statusStore) get(id string) (Status, bool) {
-	v, ok := st.byID.Get(id)
-	if !ok {
-		return Status{}, false
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.getLocked(id, time.Now())
+}
+
+func (st *statusStore) getLocked(id string, now time.Time) (Status, bool) {
+	if s, ok := st.active[id]; ok {
+		return s, true
 	}
-	return v.(Status), true
+	return st.done.get(id, now)
 }
 
 func (st *statusStore) update(id string, f func(*Status)) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	s, _ := st.get(id)
-	s.ID = id
-	f(&s)
-	s.Updated = time.Now()
-	st.byID.Set(id, s, cache.DefaultExpiration)
+	now := time.Now()
+	s, _ := st.getLocked(id, now)
+	st.putLocked(id, s, f, now)
 }
 
 // updateExisting is update for a Status that must still be known: a late
@@ -133,28 +152,54 @@ func (st *statusStore) update(id string, f func(*Status)) {
 func (st *statusStore) updateExisting(id string, f func(*Status)) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	s, ok := st.get(id)
-	if !ok {
+	now := time.Now()
+	if s, ok := st.getLocked(id, now); ok {
+		st.putLocked(id, s, f, now)
+	}
+}
+
+func (st *statusStore) putLocked(id string, s Status, f func(*Status), now time.Time) {
+	s.ID = id
+	f(&s)
+	s.Updated = now
+	if final(s.State) {
+		delete(st.active, id)
+		st.done.set(id, s, now)
 		return
 	}
-	f(&s)
-	s.Updated = time.Now()
-	st.byID.Set(id, s, cache.DefaultExpiration)
+	st.done.delete(id)
+	st.active[id] = s
 }
 
-func (st *statusStore) recordTemplate(msgID int64, r templateRecord) {
-	st.templates.Set(strconv.FormatInt(msgID, 10), r, cache.DefaultExpiration)
+// recordTemplate keeps what msgID's delivery report will be logged with,
+// and returns the report's status if it has already arrived.
+func (st *statusStore) recordTemplate(msgID int64, r templateRecord) (string, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	key, now := strconv.FormatInt(msgID, 10), time.Now()
+	st.templates.set(key, r, now)
+	status, arrived := st.early.take(key, now)
+	return status, arrived
 }
 
-func (st *statusStore) template(msgID string) (templateRecord, bool) {
-	v, ok := st.templates.Get(strings.TrimSpace(msgID))
-	if !ok {
-		return templateRecord{}, false
+// templateFinished returns the record of msgID, or keeps status for
+// recordTemplate when there is none yet.
+func (st *statusStore) templateFinished(msgID, status string) (templateRecord, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	key, now := strings.TrimSpace(msgID), time.Now()
+	if r, ok := st.templates.get(key, now); ok {
+		return r, true
 	}
-	return v.(templateRecord), true
+	st.early.set(key, status, now)
+	return templateRecord{}, false
 }
 
 func (st *statusStore) deleteExpired() {
-	st.byID.DeleteExpired()
-	st.templates.DeleteExpired()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := time.Now()
+	st.done.deleteExpired(now)
+	st.templates.deleteExpired(now)
+	st.early.deleteExpired(now)
 }
