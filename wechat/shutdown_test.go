@@ -125,3 +125,96 @@ func TestShutdownDeadlineFailsTheRest(t *testing.T) {
 		t.Errorf("failed %d; stats %+v", failed, stats)
 	}
 }
+
+// Shutdown called twice at once while producers keep enqueueing: both
+// return, nothing is accepted after the first, and every accepted message
+// has exactly one result.
+func TestShutdownTwiceDuringEnqueue(t *testing.T) {
+	srv := fakeAPI(t)
+	srv.SetLatency(wechat.PathCustomSend, time.Millisecond)
+	s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Workers: 4})
+	var mu sync.Mutex
+	var accepted []string
+	var producers sync.WaitGroup
+	for p := range 4 {
+		producers.Add(1)
+		go func() {
+			defer producers.Done()
+			for i := 0; ; i++ {
+				ids, err := s.Enqueue(textOut(fmt.Sprintf("p%d-%d", p, i%5), fmt.Sprint(i)))
+				if errors.Is(err, wechat.ErrSenderClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("enqueue: %v", err)
+					return
+				}
+				mu.Lock()
+				accepted = append(accepted, ids...)
+				mu.Unlock()
+			}
+		}()
+	}
+	if err := srv.WaitReceived(context.Background(), 20); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for _, d := range []time.Duration{10 * time.Second, 20 * time.Millisecond} {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			errs <- s.Shutdown(ctx)
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}
+	producers.Wait()
+	if _, err := s.Enqueue(textOut("late", "x")); !errors.Is(err, wechat.ErrSenderClosed) {
+		t.Errorf("Enqueue after Shutdown: %v", err)
+	}
+	res.wait(t, len(accepted))
+	for _, id := range accepted {
+		if r := res.get(id); len(r) != 1 {
+			t.Fatalf("%s: %d results, want 1", id, len(r))
+		}
+	}
+	if st := s.Stats(); st.Delivered+st.Failed != int64(len(accepted)) || st.Queued != 0 || st.InFlight != 0 {
+		t.Errorf("accepted %d, stats %+v", len(accepted), st)
+	}
+}
+
+// A call that hangs (a send, or the token fetch before it) does not hold
+// Shutdown past its deadline: the call is abandoned and its message
+// fails with reason "shutdown", once.
+func TestShutdownAbandonsHungCalls(t *testing.T) {
+	for _, api := range []string{wechat.PathCustomSend, wechat.PathStableToken} {
+		t.Run(api, func(t *testing.T) {
+			srv := fakeAPI(t)
+			release := srv.Hold(api)
+			defer release()
+			// The client's own timeout is far beyond the deadline.
+			c := apiClient(srv, nil, func(o *wechat.ClientOptions) { o.Timeout = time.Minute })
+			s, res := startSender(t, wechat.SenderOptions{Client: c, Workers: 2})
+			ids, _ := s.Enqueue(textOut("u1", "a"), textOut("u1", "b"), textOut("u2", "c"))
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown = %v, want the deadline", err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("Shutdown took %v", took)
+			}
+			res.wait(t, len(ids))
+			for _, id := range ids {
+				st, _ := s.Status(id)
+				if r := res.get(id); len(r) != 1 || st.State != wechat.StateFailed || st.Reason != wechat.ReasonShutdown {
+					t.Errorf("%s: %+v, %d results", id, st, len(r))
+				}
+			}
+		})
+	}
+}
