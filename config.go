@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+)
+
+// config is everything the contract lets an operator set. Each flag
+// defaults to its environment variable, so a flag given wins.
+type config struct {
+	token, appID, appSecret, aesKey string
+	apiBase, addr, rulesPath        string
+	apiKey                          string
+
+	shutdownTimeout time.Duration
+	typing          bool
+	legacyToken     bool
+	logLevel        string
+	logFormat       string
+
+	// envErrs are environment values that did not parse, by the name of
+	// the flag that overrides them: reported unless that flag is given,
+	// never silently replaced by the default.
+	envErrs map[string]error
+}
+
+func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("wxreply "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.token, "token", getenv("WECHAT_TOKEN"), "Token from the MP console's server settings (WECHAT_TOKEN)")
+	fs.StringVar(&c.appID, "appid", getenv("WECHAT_APPID"), "the account's AppID (WECHAT_APPID)")
+	fs.StringVar(&c.appSecret, "appsecret", getenv("WECHAT_APPSECRET"), "the AppSecret (WECHAT_APPSECRET)")
+	fs.StringVar(&c.aesKey, "aes-key", getenv("WECHAT_ENCODING_AES_KEY"), "43-character EncodingAESKey; empty: plaintext mode (WECHAT_ENCODING_AES_KEY)")
+	fs.StringVar(&c.apiBase, "api-base", envOr(getenv, "WECHAT_API_BASE", "https://api.weixin.qq.com"), "base URL of the WeChat API (WECHAT_API_BASE)")
+	fs.StringVar(&c.addr, "addr", envOr(getenv, "WXREPLY_ADDR", ":8080"), "listen address (WXREPLY_ADDR)")
+	fs.StringVar(&c.rulesPath, "rules", envOr(getenv, "WXREPLY_RULES", "rules.yaml"), "the rules file (WXREPLY_RULES)")
+	fs.StringVar(&c.apiKey, "api-key", getenv("WXREPLY_API_KEY"), "bearer key for the push API under /api/v1; empty: push API off (WXREPLY_API_KEY)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.envDuration(getenv, "shutdown-timeout", "WXREPLY_SHUTDOWN_TIMEOUT", 25*time.Second), "how long SIGTERM waits for requests and queued replies (WXREPLY_SHUTDOWN_TIMEOUT)")
+	fs.BoolVar(&c.typing, "typing", c.envBool(getenv, "typing", "WXREPLY_TYPING"), "send the typing indicator before replies that wait (WXREPLY_TYPING)")
+	fs.BoolVar(&c.legacyToken, "legacy-token", c.envBool(getenv, "legacy-token", "WXREPLY_LEGACY_TOKEN"), "fetch tokens from /cgi-bin/token instead of stable_token (WXREPLY_LEGACY_TOKEN)")
+	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "WXREPLY_LOG_LEVEL", "info"), "debug, info, warn or error (WXREPLY_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", envOr(getenv, "WXREPLY_LOG_FORMAT", "json"), "json or text (WXREPLY_LOG_FORMAT)")
+	return fs
+}
+
+// parse parses args into c and drops the environment errors of the flags
+// given, which override those variables.
+func (c *config) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) { delete(c.envErrs, f.Name) })
+	return nil
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// envDuration is key's duration, def when it is unset.
+func (c *config) envDuration(getenv func(string) string, flagName, key string, def time.Duration) time.Duration {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		c.envErr(flagName, fmt.Errorf("%s=%q is not a duration such as 25s", key, v))
+		return def
+	}
+	return d
+}
+
+// envBool is key as a boolean (true, false, 1, 0 …), false when unset.
+func (c *config) envBool(getenv func(string) string, flagName, key string) bool {
+	v := getenv(key)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		c.envErr(flagName, fmt.Errorf("%s=%q: want true or false", key, v))
+	}
+	return b
+}
+
+func (c *config) envErr(flagName string, err error) {
+	if c.envErrs == nil {
+		c.envErrs = map[string]error{}
+	}
+	c.envErrs[flagName] = err
+}
+
+// validate reports the first configuration problem as one clear line.
+// It never repeats a secret's value.
+func (c *config) validate() error {
+	// Map order is random: report the environment problems in flag order.
+	for _, name := range []string{"shutdown-timeout", "typing", "legacy-token"} {
+		if err := c.envErrs[name]; err != nil {
+			return err
+		}
+	}
+	if c.token == "" {
+		return errors.New("WECHAT_TOKEN (or -token) is required: the Token typed into the MP console's server settings")
+	}
+	if c.aesKey != "" {
+		if len(c.aesKey) != 43 {
+			return fmt.Errorf("WECHAT_ENCODING_AES_KEY must be 43 characters, got %d", len(c.aesKey))
+		}
+		if _, err := base64.StdEncoding.DecodeString(c.aesKey + "="); err != nil {
+			return errors.New("WECHAT_ENCODING_AES_KEY is not valid base64: copy it again from the MP console")
+		}
+		if c.appID == "" {
+			return errors.New("WECHAT_APPID (or -appid) is required with an EncodingAESKey: encrypted messages are checked against it")
+		}
+	}
+	if u, err := url.Parse(c.apiBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("WECHAT_API_BASE %q is not an http or https URL", c.apiBase)
+	}
+	if err := readableFile(c.rulesPath); err != nil {
+		return err
+	}
+	if c.shutdownTimeout <= 0 {
+		return errors.New("-shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// readableFile checks that the rules file can be opened and is a file, so
+// that a wrong path stops start-up before anything else is wired.
+func readableFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the message already
+		}
+		return fmt.Errorf("rules file %s is unreadable: %v", path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return fmt.Errorf("rules file %s is a directory", path)
+	}
+	return nil
+}
+
+func (c *config) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want json or text", c.logFormat)
+}
