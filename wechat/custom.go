@@ -5,6 +5,10 @@ import (
 	"errors"
 )
 
+// MaxTextBytes is the most a text message's content may hold, in bytes
+// of UTF-8 (a Chinese character is three): WeChat answers 45002 to more.
+const MaxTextBytes = 2048
+
 // ErrInvalidMessage is returned before any call for a message that cannot
 // be sent: no recipient, or no message type.
 var ErrInvalidMessage = errors.New("wechat: invalid message")

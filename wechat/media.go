@@ -32,11 +32,20 @@ const (
 	// with one that expires on the way.
 	mediaLife   = 72 * time.Hour
 	mediaMargin = time.Hour
-
-	// maxMediaFile bounds what is read into memory for one upload;
-	// WeChat's own limits are lower (10 MB for images and video).
-	maxMediaFile = 20 << 20
 )
+
+// mediaMaxBytes is WeChat's size limit of temporary media of a type. A
+// larger file is refused before any call: WeChat would refuse it anyway
+// (40009-40012), after the upload's time and bytes.
+func mediaMaxBytes(mediaType string) int64 {
+	switch mediaType {
+	case MediaVoice:
+		return 2 << 20
+	case MediaThumb:
+		return 64 << 10
+	}
+	return 10 << 20 // image, video
+}
 
 // ErrMediaFile wraps every problem with a local media file: missing,
 // unreadable, too large, or of a kind that cannot be uploaded. Such a
@@ -67,6 +76,9 @@ func (c *Client) UploadMedia(ctx context.Context, mediaType, path string) (strin
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	if err := checkMediaFile(mediaType, path, fi); err != nil {
+		return "", err
 	}
 	key := mediaKey(mediaType, path)
 	if id, ok := c.cachedMedia(key, fi); ok {
@@ -123,12 +135,15 @@ func (c *Client) upload(ctx context.Context, mediaType, path string) (string, er
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
 	}
-	if fi.IsDir() || fi.Size() > maxMediaFile {
-		return "", fmt.Errorf("%w: %s: not a regular file of at most %d bytes", ErrMediaFile, path, maxMediaFile)
+	if err := checkMediaFile(mediaType, path, fi); err != nil {
+		return "", err
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxMediaFile+1))
+	data, err := io.ReadAll(io.LimitReader(f, mediaMaxBytes(mediaType)+1))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrMediaFile, err)
+	}
+	if int64(len(data)) > mediaMaxBytes(mediaType) { // grew since Stat
+		return "", fmt.Errorf("%w: %s: over %d bytes", ErrMediaFile, path, mediaMaxBytes(mediaType))
 	}
 	body, contentType, err := multipartBody(filepath.Base(path), data)
 	if err != nil {
@@ -160,6 +175,18 @@ func (c *Client) upload(ctx context.Context, mediaType, path string) (string, er
 	}
 	c.log.Info("media uploaded", "media_type", mediaType, "file", path, "bytes", fi.Size())
 	return id, nil
+}
+
+// checkMediaFile refuses what WeChat would: a directory, or a file over
+// the type's limit.
+func checkMediaFile(mediaType, path string, fi os.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s: not a regular file", ErrMediaFile, path)
+	}
+	if limit := mediaMaxBytes(mediaType); fi.Size() > limit {
+		return fmt.Errorf("%w: %s: %d bytes; WeChat takes %s media of at most %d", ErrMediaFile, path, fi.Size(), mediaType, limit)
+	}
+	return nil
 }
 
 var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)

@@ -90,6 +90,8 @@ func TestUploadMediaErrors(t *testing.T) {
 		{"missing file", wechat.MediaImage, filepath.Join(t.TempDir(), "none.jpg")},
 		{"directory", wechat.MediaImage, t.TempDir()},
 		{"unknown type", "picture", writeFile(t, "a.jpg", "x")},
+		{"thumb over 64 KB", wechat.MediaThumb, writeFile(t, "big.jpg", strings.Repeat("x", 64<<10+1))},
+		{"voice over 2 MB", wechat.MediaVoice, writeFile(t, "big.mp3", strings.Repeat("x", 2<<20+1))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +100,9 @@ func TestUploadMediaErrors(t *testing.T) {
 				t.Errorf("err = %v, want a final ErrMediaFile", err)
 			}
 		})
+	}
+	if n := len(srv.Received()); n != 0 {
+		t.Errorf("%d calls for files WeChat would refuse", n)
 	}
 }
 

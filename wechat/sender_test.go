@@ -100,6 +100,7 @@ func TestSenderDoesNotRetryFinalAnswers(t *testing.T) {
 		{45008, "too many articles"},
 		{45015, "out of window"},
 		{45047, "over the count cap"},
+		{45002, "content too long"},
 		{47001, "malformed data"},
 		{48001, "account lacks this API"},
 		{40008, "invalid message type"},

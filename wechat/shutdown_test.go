@@ -145,6 +145,10 @@ func TestShutdownTwiceDuringEnqueue(t *testing.T) {
 				if errors.Is(err, wechat.ErrSenderClosed) {
 					return
 				}
+				if errors.Is(err, wechat.ErrQueueFull) {
+					time.Sleep(time.Millisecond)
+					continue
+				}
 				if err != nil {
 					t.Errorf("enqueue: %v", err)
 					return

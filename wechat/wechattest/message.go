@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/wxreply/wxreply/wechat"
@@ -63,6 +66,15 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	if ans.code == 0 {
 		ans = payload
 	}
+	if ans.code == 0 && api == wechat.PathCustomSend && s.replyCap > 0 {
+		// Counted only when everything else passed: a refused call
+		// costs the user nothing of the cap.
+		if s.replies[rec.OpenID] >= s.replyCap {
+			ans = answer{45047, "out of response count limit"}
+		} else {
+			s.replies[rec.OpenID]++
+		}
+	}
 	if ans.code == 0 && api == wechat.PathTemplateSend {
 		rec.MsgID = s.nextMsgID
 		s.nextMsgID++
@@ -95,10 +107,10 @@ func (s *Server) checkPayloadLocked(api string, body []byte, rec *Received) answ
 			return answer{47001, "data format error"}
 		}
 		rec.Template, rec.OpenID = &m, m.ToUser
-		switch {
-		case m.ToUser == "":
-			return answer{40003, "invalid openid"}
-		case m.TemplateID == "" || (len(s.templates) > 0 && !s.templates[m.TemplateID]):
+		if a := s.recipientLocked(m.ToUser); a.code != 0 {
+			return a
+		}
+		if m.TemplateID == "" || (len(s.templates) > 0 && !s.templates[m.TemplateID]) {
 			return answer{40037, "invalid template_id"}
 		}
 		return okAnswer
@@ -111,9 +123,10 @@ func (s *Server) checkPayloadLocked(api string, body []byte, rec *Received) answ
 			return answer{47001, "data format error"}
 		}
 		rec.OpenID, rec.Command = m.ToUser, m.Command
+		if a := s.recipientLocked(m.ToUser); a.code != 0 {
+			return a
+		}
 		switch {
-		case m.ToUser == "":
-			return answer{40003, "invalid openid"}
 		case m.Command != wechat.TypingOn && m.Command != wechat.TypingOff:
 			return answer{47001, "data format error"}
 		case s.outOfWindow[m.ToUser]:
@@ -135,8 +148,8 @@ func (s *Server) checkCustomLocked(m *wechat.CustomMessage) answer {
 		}
 		return okAnswer
 	}
-	if m.ToUser == "" {
-		return answer{40003, "invalid openid"}
+	if a := s.recipientLocked(m.ToUser); a.code != 0 {
+		return a
 	}
 	var a answer
 	switch m.MsgType {
@@ -146,6 +159,8 @@ func (s *Server) checkCustomLocked(m *wechat.CustomMessage) answer {
 			a = malformed
 		case m.Text.Content == "":
 			a = answer{44004, "empty content"}
+		case len(m.Text.Content) > wechat.MaxTextBytes:
+			a = answer{45002, "content size out of limit"}
 		}
 	case wechat.MsgTypeImage, wechat.MsgTypeVoice, wechat.MsgTypeMPNews:
 		p := map[string]*wechat.Media{wechat.MsgTypeImage: m.Image, wechat.MsgTypeVoice: m.Voice, wechat.MsgTypeMPNews: m.MPNews}[m.MsgType]
@@ -217,6 +232,17 @@ func (s *Server) checkCustomLocked(m *wechat.CustomMessage) answer {
 	return okAnswer
 }
 
+// recipientLocked is the real API's answer about an openid.
+func (s *Server) recipientLocked(openid string) answer {
+	switch {
+	case openid == "" || (s.followers != nil && !s.followers[openid]):
+		return answer{40003, "invalid openid"}
+	case s.unfollowed[openid]:
+		return answer{43004, "require subscribe"}
+	}
+	return okAnswer
+}
+
 // serveUpload is media/upload: multipart field "media", answered with a
 // media_id (thumb_media_id for type=thumb, as the real API does).
 func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
@@ -260,6 +286,9 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	if ans.code == 0 {
 		ans = readUpload(r, &rec)
 	}
+	if ans.code == 0 {
+		ans = checkUpload(rec)
+	}
 	rec.ErrCode = ans.code
 	if ans.code != 0 {
 		s.record(rec)
@@ -278,6 +307,34 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(rec)
 	writeJSON(w, map[string]any{"type": rec.MediaType, idKey: rec.MediaID, "created_at": time.Now().Unix()})
+}
+
+// mediaRule is what the real API takes of one media type.
+type mediaRule struct {
+	maxBytes int
+	exts     []string
+	sizeCode int // the errcode of a file too large
+}
+
+// mediaRules are the temporary media limits of media/upload.
+var mediaRules = map[string]mediaRule{
+	wechat.MediaImage: {10 << 20, []string{".bmp", ".png", ".jpeg", ".jpg", ".gif"}, 40009},
+	wechat.MediaVoice: {2 << 20, []string{".amr", ".mp3"}, 40010},
+	wechat.MediaVideo: {10 << 20, []string{".mp4"}, 40011},
+	wechat.MediaThumb: {64 << 10, []string{".jpg", ".jpeg"}, 40012},
+}
+
+// checkUpload answers a file of the wrong format (judged, like the real
+// API, by its name) or size for its media type.
+func checkUpload(rec Received) answer {
+	rule := mediaRules[rec.MediaType]
+	if !slices.Contains(rule.exts, strings.ToLower(path.Ext(rec.FileName))) {
+		return answer{40005, "invalid file type"}
+	}
+	if rec.FileSize > rule.maxBytes {
+		return answer{rule.sizeCode, "invalid media size"}
+	}
+	return okAnswer
 }
 
 // readUpload reads the multipart field "media" into rec.

@@ -1,8 +1,11 @@
 // Package wechattest is a fake WeChat API for tests and local sandboxes.
 // It serves the token, customer-service, template, typing and media
-// endpoints over real HTTP, checks access tokens and payloads the way the
-// real API does, records what it received, and can be told to fail: any
-// errcode, HTTP errors, slowness, token invalidation, a closed window.
+// endpoints over real HTTP, checks access tokens, payloads (text length,
+// articles, media ids, upload formats and sizes) and recipients the way
+// the real API does, records what it received, and can be told to fail:
+// any errcode, HTTP errors, garbled answers, slowness, token
+// invalidation, a closed window, an unfollowed user, the cap on replies
+// per interaction.
 //
 // Start one with NewServer and point a wechat.Client at its URL. It is
 // safe for concurrent use.
@@ -79,6 +82,24 @@ func WithTemplates(ids ...string) Option {
 	}
 }
 
+// WithFollowers makes the account's followers exactly these openids:
+// messages to anyone else answer 40003 (invalid openid), as the real API
+// does for an openid of another account. Without it every openid is one.
+func WithFollowers(openids ...string) Option {
+	return func(s *Server) {
+		s.followers = make(map[string]bool, len(openids))
+		for _, id := range openids {
+			s.followers[id] = true
+		}
+	}
+}
+
+// WithReplyCap makes a user accept at most n customer-service messages
+// between two Interact calls, answering 45047 to more, as the real API
+// caps what may be sent per interaction (5 after a message, 3 after a
+// menu click or follow, at the time of writing).
+func WithReplyCap(n int) Option { return func(s *Server) { s.replyCap = n } }
+
 // WithOnReceive calls f for every recorded call just before its answer is
 // written, so a sandbox can show what arrives. f must not block for long.
 func WithOnReceive(f func(Received)) Option { return func(s *Server) { s.onReceive = f } }
@@ -92,6 +113,8 @@ type Server struct {
 
 	tokenTTL    time.Duration
 	strictMedia bool
+	followers   map[string]bool // nil: everyone follows
+	replyCap    int             // 0: no cap
 	onReceive   func(Received)
 	srv         *httptest.Server
 
@@ -106,6 +129,8 @@ type Server struct {
 	nextMsgID    int64
 	media        map[string]bool // issued media_id → still valid
 	outOfWindow  map[string]bool
+	unfollowed   map[string]bool
+	replies      map[string]int      // openid → messages accepted since Interact
 	failCode     map[string][]int    // api → errcodes to answer next
 	failHTTP     map[string][]int    // api → HTTP statuses to answer next
 	failBody     map[string][]string // api → raw HTTP 200 bodies to answer next
@@ -126,6 +151,8 @@ func New(opts ...Option) *Server {
 		nextMsgID:   1000000001,
 		media:       make(map[string]bool),
 		outOfWindow: make(map[string]bool),
+		unfollowed:  make(map[string]bool),
+		replies:     make(map[string]int),
 		failCode:    make(map[string][]int),
 		failHTTP:    make(map[string][]int),
 		failBody:    make(map[string][]string),
@@ -321,6 +348,25 @@ func (s *Server) SetOutOfWindow(openid string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outOfWindow[openid] = true
+}
+
+// Unfollow makes every message to openid answer 43004 (require
+// subscribe), as for a user who unfollowed the account.
+func (s *Server) Unfollow(openid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unfollowed[openid] = true
+}
+
+// Interact records that openid interacted with the account (a message, a
+// click, a follow), as WeChat would see it: it reopens a window closed by
+// SetOutOfWindow and restarts the WithReplyCap count.
+func (s *Server) Interact(openid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.outOfWindow, openid)
+	delete(s.unfollowed, openid)
+	delete(s.replies, openid)
 }
 
 // ExpireMedia makes messages naming mediaID answer 40007, as after its
