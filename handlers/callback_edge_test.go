@@ -317,3 +317,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestRefusedBeforeTheBodyArrives: a request refused for its signature is
+// answered at once, even while its client has not sent the body.
+func TestRefusedBeforeTheBodyArrives(t *testing.T) {
+	srv := newTestServer(t, &recorder{}, nil)
+	for _, target := range []string{"/wechat?signature=bad&timestamp=1&nonce=2", "/wechat", "/nosuch"} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: wx\r\nContent-Length: 1000\r\n\r\n<xml>", target)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || !strings.HasPrefix(line, "HTTP/1.1 4") {
+			t.Errorf("%s: answered %q (%v), want a 4xx before the body is complete", target, line, err)
+		}
+	}
+}

@@ -89,6 +89,14 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			code = he.Code
 			msg = fmt.Sprint(he.Message)
 		}
+		if code >= 400 && c.Request().ContentLength != 0 {
+			// The body may be unread (a bad signature is refused before
+			// reading it). Closing the connection lets the answer go out
+			// now; otherwise the server would first wait for the rest of
+			// the body to reuse the connection, and a client still
+			// sending would get no answer until its read timeout.
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+		}
 		if c.Request().Method == http.MethodHead {
 			err = c.NoContent(code)
 		} else {
