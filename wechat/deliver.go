@@ -15,7 +15,6 @@ type outcome struct {
 	attempts  int
 	lastCall  time.Time // when the last send call was made
 	msgID     int64
-	report    *templateReport // a delivery report that overtook msgID's answer
 	err       error
 }
 
@@ -25,142 +24,146 @@ type templateReport struct {
 	status string
 }
 
-// deliver sends one message, retrying as its options allow, and records
-// the result. No attempt starts later than MaxRetryTime after the first.
-func (s *Sender) deliver(j *job) {
-	start := time.Now()
+// deliver makes one try at j: an attempt at its send, with whatever
+// uploads it needs first. When a retry is due it returns how long to wait
+// before the next try, and the worker parks j's lane for that long
+// instead of sleeping, so that other users are served meanwhile; else it
+// records the outcome and returns 0. No try starts later than
+// MaxRetryTime after the first.
+func (s *Sender) deliver(j *job) (retryIn time.Duration) {
 	s.n.inFlight.Add(1)
 	defer s.n.inFlight.Add(-1)
-	s.status.update(j.out.ID, func(st *Status) { st.State = StateSending })
-
-	// Attempts run under the Sender's context, not a retry deadline: a
-	// call cut off half way may still be delivered, and would then be
-	// reported failed and retried into a duplicate. The deadline only
-	// decides whether another attempt starts; each call is bounded by the
-	// Client's timeout.
-	ctx := s.ctx
-	deadline := start.Add(s.o.MaxRetryTime)
-	var o outcome
-	if j.out.Template != nil {
-		o = s.sendTemplate(ctx, deadline, j)
-	} else {
-		o = s.sendCustom(ctx, deadline, j)
+	if j.tries == 0 {
+		j.started = time.Now()
+		s.status.update(j.out.ID, func(st *Status) { st.State = StateSending })
+		if s.outOfWindow(j) {
+			j.o.reason = ReasonOutOfWindow
+			s.finish(j, j.o, time.Since(j.started))
+			return 0
+		}
 	}
-	if j.typing && !o.delivered && s.ctx.Err() == nil {
+	// Calls run under the Sender's context, not a retry deadline: a call
+	// cut off half way may still be delivered, and would then be
+	// reported failed and retried into a duplicate. Each call is bounded
+	// by the Client's timeout.
+	var err error
+	if j.out.Template != nil {
+		err = s.tryTemplate(s.ctx, j)
+	} else {
+		err = s.tryCustom(s.ctx, j)
+	}
+	j.tries++
+	if wait, ok := s.retryAfter(j, err); ok {
+		s.n.retried.Add(1)
+		s.log.Debug("retrying", append(j.attrs(), "attempts", j.o.attempts, "backoff", wait, "error", err)...)
+		s.showTyping(s.ctx, j)
+		return wait
+	}
+	j.o.err, j.o.delivered = err, err == nil
+	if j.typing && !j.o.delivered && s.ctx.Err() == nil {
 		// A failed reply must not leave "typing…" hanging in the chat.
 		if err := s.client.Typing(s.ctx, j.openid, false); err != nil {
 			s.log.Debug("typing indicator not cancelled", append(j.attrs(), "error", err)...)
 		}
 	}
-	s.finish(j, o, time.Since(start))
-	if o.report != nil {
-		s.templateFinished(o.report.rec, strconv.FormatInt(o.msgID, 10), o.report.status)
-	}
-}
-
-// sendCustom delivers a customer-service message: checks the window,
-// uploads its files, sends, and on 40007 uploads them once more.
-func (s *Sender) sendCustom(ctx context.Context, deadline time.Time, j *job) outcome {
-	var o outcome
-	if w := s.o.Window; w != nil {
-		if open, known := w.Open(j.openid, time.Now()); known && !open {
-			o.reason = ReasonOutOfWindow
-			return o
+	var report *templateReport
+	if j.o.delivered && j.out.Template != nil {
+		rec := templateRecord{ID: j.out.ID, OpenID: j.openid, TemplateID: j.out.Template.TemplateID, Rule: j.out.Rule, InMsgID: j.out.InMsgID}
+		if status, arrived := s.status.recordTemplate(j.o.msgID, rec); arrived {
+			report = &templateReport{rec, status}
 		}
 	}
+	s.finish(j, j.o, time.Since(j.started))
+	if report != nil {
+		s.templateFinished(report.rec, strconv.FormatInt(j.o.msgID, 10), report.status)
+	}
+	return 0
+}
+
+// retryAfter returns the wait before the next try of j after err, and
+// whether there is one: not after a success or a final answer, not
+// after MaxAttempts tries, not during a forced shutdown, and not when
+// the wait would end after MaxRetryTime.
+func (s *Sender) retryAfter(j *job, err error) (time.Duration, bool) {
+	if err == nil || !Retryable(err) || j.tries >= s.o.MaxAttempts || s.ctx.Err() != nil {
+		return 0, false
+	}
+	wait := backoff(s.o.BaseBackoff, s.o.MaxBackoff, j.tries)
+	if time.Now().Add(wait).After(j.started.Add(s.o.MaxRetryTime)) {
+		return 0, false
+	}
+	return wait, true
+}
+
+// outOfWindow reports whether j is a customer-service message to a user
+// known to be outside the 48-hour window.
+func (s *Sender) outOfWindow(j *job) bool {
+	if s.o.Window == nil || j.out.Custom == nil {
+		return false
+	}
+	open, known := s.o.Window.Open(j.openid, time.Now())
+	return known && !open
+}
+
+// tryCustom makes one try at a customer-service message: uploads its
+// files unless done by an earlier try, sends, and on 40007 uploads them
+// once more and sends again.
+func (s *Sender) tryCustom(ctx context.Context, j *job) error {
+	if j.ready == nil {
+		if err := s.resolve(ctx, j); err != nil {
+			return err
+		}
+	}
+	err := s.sendCustom(ctx, j)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Code == ErrCodeInvalidMediaID && len(j.refs) > 0 && !j.reuploaded {
+		// The media expired or was never valid for WeChat: the cached
+		// media_id is useless, a fresh upload may not be.
+		j.reuploaded = true
+		s.log.Info("media_id rejected; uploading the file again", j.attrs()...)
+		for _, r := range j.refs {
+			s.client.EvictMedia(r.mediaType, r.path)
+		}
+		if err := s.resolve(ctx, j); err != nil {
+			return err
+		}
+		err = s.sendCustom(ctx, j)
+	}
+	return err
+}
+
+// resolve fills in j.ready: the message as sent, with kf_account added
+// and files replaced by their media_ids.
+func (s *Sender) resolve(ctx context.Context, j *job) error {
 	msg := j.out.Custom
 	if s.o.KfAccount != "" && msg.CustomService == nil {
 		cp := *msg
 		cp.CustomService = &CustomService{KfAccount: s.o.KfAccount}
 		msg = &cp
 	}
-	var ready *CustomMessage
-	var refs []mediaRef
-	reuploaded := false
-	resolve := func(ctx context.Context) error {
-		m, r, err := s.client.resolveMedia(ctx, msg, func() { s.showTyping(ctx, j) })
-		ready, refs = m, r
-		return err
-	}
-	o.err = s.retry(ctx, deadline, j, func(ctx context.Context) error {
-		if ready == nil {
-			if err := resolve(ctx); err != nil {
-				return err
-			}
-		}
-		o.attempts++
-		o.lastCall = time.Now()
-		err := s.client.SendCustom(ctx, ready)
-		var ae *APIError
-		if errors.As(err, &ae) && ae.Code == ErrCodeInvalidMediaID && len(refs) > 0 && !reuploaded {
-			// The media expired or was never valid for WeChat: the
-			// cached media_id is useless, a fresh upload may not be.
-			reuploaded = true
-			s.log.Info("media_id rejected; uploading the file again", j.attrs()...)
-			for _, r := range refs {
-				s.client.EvictMedia(r.mediaType, r.path)
-			}
-			if err := resolve(ctx); err != nil {
-				return err
-			}
-			o.attempts++
-			o.lastCall = time.Now()
-			err = s.client.SendCustom(ctx, ready)
-		}
-		return err
-	})
-	o.delivered = o.err == nil
-	return o
+	m, refs, err := s.client.resolveMedia(ctx, msg, func() { s.showTyping(ctx, j) })
+	j.ready, j.refs = m, refs
+	return err
 }
 
-// sendTemplate delivers a template message. It carries the Outgoing ID as
-// client_msg_id, with which WeChat drops a repeat to the same user, so a
-// retry after a timeout cannot send it twice.
-func (s *Sender) sendTemplate(ctx context.Context, deadline time.Time, j *job) outcome {
-	var o outcome
+func (s *Sender) sendCustom(ctx context.Context, j *job) error {
+	j.o.attempts++
+	j.o.lastCall = time.Now()
+	return s.client.SendCustom(ctx, j.ready)
+}
+
+// tryTemplate makes one try at a template message. It carries the
+// Outgoing ID as client_msg_id, with which WeChat drops a repeat to the
+// same user, so a retry after a timeout cannot send it twice.
+func (s *Sender) tryTemplate(ctx context.Context, j *job) error {
 	tm := *j.out.Template
 	if tm.ClientMsgID == "" {
 		tm.ClientMsgID = j.out.ID
 	}
-	o.err = s.retry(ctx, deadline, j, func(ctx context.Context) error {
-		o.attempts++
-		id, err := s.client.SendTemplate(ctx, &tm)
-		o.msgID = id
-		return err
-	})
-	o.delivered = o.err == nil
-	if o.delivered {
-		rec := templateRecord{ID: j.out.ID, OpenID: j.openid, TemplateID: tm.TemplateID, Rule: j.out.Rule, InMsgID: j.out.InMsgID}
-		if status, arrived := s.status.recordTemplate(o.msgID, rec); arrived {
-			o.report = &templateReport{rec, status}
-		}
-	}
-	return o
-}
-
-// retry calls try until it succeeds, its error is final, MaxAttempts
-// tries were made, or the next one would start after deadline.
-func (s *Sender) retry(ctx context.Context, deadline time.Time, j *job, try func(context.Context) error) error {
-	for n := 1; ; n++ {
-		err := try(ctx)
-		if err == nil || !Retryable(err) || n >= s.o.MaxAttempts || ctx.Err() != nil {
-			return err
-		}
-		wait := backoff(s.o.BaseBackoff, s.o.MaxBackoff, n)
-		if time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		s.n.retried.Add(1)
-		s.log.Debug("retrying", append(j.attrs(), "attempts", n, "backoff", wait, "error", err)...)
-		s.showTyping(ctx, j)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done(): // shutdown's deadline passed
-			t.Stop()
-			return ctx.Err()
-		}
-	}
+	j.o.attempts++
+	id, err := s.client.SendTemplate(ctx, &tm)
+	j.o.msgID = id
+	return err
 }
 
 // showTyping shows the typing indicator once per message when the option

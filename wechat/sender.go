@@ -55,9 +55,11 @@ type SenderOptions struct {
 // Sender delivers Outgoing messages through the customer-service and
 // template APIs. Messages to one user go out strictly in the order they
 // were enqueued, one at a time; different users are served in parallel
-// by a bounded pool of workers behind a bounded queue. Every accepted
-// message ends delivered or failed with a reason, in Status, in Stats,
-// in one log line and in OnResult; Shutdown drains the queue.
+// by a bounded pool of workers behind a bounded queue. A message waiting
+// out a retry's backoff keeps its user's later messages behind it, but
+// not a worker. Every accepted message ends delivered or failed with a
+// reason, in Status, in Stats, in one log line and in OnResult; Shutdown
+// drains the queue.
 type Sender struct {
 	o      SenderOptions
 	client *Client
@@ -74,27 +76,28 @@ type Sender struct {
 	cond    *sync.Cond
 	lanes   map[string]*lane // users with messages waiting or being sent
 	ready   []*lane          // lanes waiting for a worker, oldest first
-	queued  int
+	queued  int              // messages waiting: for a first try or a retry
+	parked  int              // lanes waiting for a retry's backoff to end
 	closed  bool
+	aborted bool // Shutdown's deadline passed: nothing more is tried
 	started bool
 	wg      sync.WaitGroup
 	done    chan struct{} // closed when every worker has returned
 }
 
-// lane holds one user's messages. A lane is in Sender.lanes while it has
-// messages or a worker holds it, and at most one worker holds it: that is
-// what keeps one user's messages in order.
-type lane struct {
-	openid string
-	jobs   []*job
-}
-
-// job is one accepted Outgoing.
+// job is one accepted Outgoing, and how far its delivery got.
 type job struct {
 	out     Outgoing
 	openid  string
 	msgtype string
 	typing  bool // the typing indicator was shown for it
+
+	started    time.Time      // the first try
+	tries      int            // tries made
+	o          outcome        // so far
+	ready      *CustomMessage // as sent: kf_account added, files uploaded
+	refs       []mediaRef     // the files ready's media_ids came from
+	reuploaded bool           // after a 40007
 }
 
 // NewSender returns a Sender; it sends nothing until Start.
@@ -236,60 +239,6 @@ func newOutgoingID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// worker takes one message of the oldest ready lane at a time, so a user
-// with many messages does not starve the others, and returns once the
-// Sender is closed and nothing is left to take.
-func (s *Sender) worker() {
-	defer s.wg.Done()
-	for {
-		s.mu.Lock()
-		for len(s.ready) == 0 && !s.closed {
-			s.cond.Wait()
-		}
-		if len(s.ready) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		l := s.ready[0]
-		s.ready[0] = nil
-		s.ready = s.ready[1:]
-		j := l.jobs[0]
-		l.jobs[0] = nil
-		l.jobs = l.jobs[1:]
-		s.queued--
-		s.n.queued.Add(-1)
-		s.mu.Unlock()
-
-		s.deliver(j)
-
-		s.mu.Lock()
-		if len(l.jobs) > 0 {
-			s.ready = append(s.ready, l)
-			s.cond.Signal()
-		} else {
-			delete(s.lanes, l.openid)
-		}
-		s.mu.Unlock()
-	}
-}
-
-// janitor drops expired statuses and window entries until the workers end.
-func (s *Sender) janitor() {
-	t := time.NewTicker(max(min(s.o.StatusTTL/4, 10*time.Minute), time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case now := <-t.C:
-			s.status.deleteExpired()
-			if s.o.Window != nil {
-				s.o.Window.Prune(now)
-			}
-		}
-	}
-}
-
 // Shutdown stops accepting messages and waits until everything queued and
 // in flight has been delivered or has failed. If ctx ends first, the
 // messages still queued are failed with reason "shutdown", the calls in
@@ -310,19 +259,31 @@ func (s *Sender) Shutdown(ctx context.Context) error {
 	}
 
 	s.mu.Lock()
+	s.aborted = true
 	var dropped []*job
 	for _, l := range s.lanes {
+		if l.retry != nil {
+			l.timer.Stop() // unpark, if it fires anyway, sees no retry
+			dropped = append(dropped, l.retry)
+			l.retry, l.timer = nil, nil
+		}
 		dropped = append(dropped, l.jobs...)
 		l.jobs = nil
 	}
 	s.ready = nil
+	s.parked = 0
 	s.n.queued.Add(-int64(s.queued))
 	s.queued = 0
+	s.cond.Broadcast()
 	s.mu.Unlock()
 
 	s.cancel()
 	for _, j := range dropped {
-		s.finish(j, outcome{reason: ReasonShutdown}, 0)
+		took := time.Duration(0)
+		if j.tries > 0 {
+			took = time.Since(j.started)
+		}
+		s.finish(j, s.abandoned(j), took)
 	}
 	<-s.done
 	return ctx.Err()

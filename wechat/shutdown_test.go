@@ -222,3 +222,57 @@ func TestShutdownAbandonsHungCalls(t *testing.T) {
 		})
 	}
 }
+
+// A message waiting out a retry's backoff does not hold a worker: with
+// one worker, another user's reply goes out meanwhile. Shutdown waits for
+// the retry when it has time, and fails it with reason "shutdown" when
+// it has not.
+func TestRetryBackoffFreesTheWorker(t *testing.T) {
+	tests := []struct {
+		name     string
+		deadline time.Duration
+		want     []string // user:errcode of the calls, in order
+		state    string
+	}{
+		{"drained", 10 * time.Second, []string{"a:-1", "b:0", "a:0"}, wechat.StateDelivered},
+		{"deadline", 100 * time.Millisecond, []string{"a:-1", "b:0"}, wechat.StateFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fakeAPI(t)
+			srv.FailNext(wechat.PathCustomSend, -1, 1)
+			s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Workers: 1,
+				BaseBackoff: 400 * time.Millisecond, MaxBackoff: 400 * time.Millisecond})
+			a, _ := s.Enqueue(textOut("a", "1"))
+			if err := srv.WaitReceived(context.Background(), 1); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := s.Enqueue(textOut("b", "2"))
+			res.wait(t, 1)
+			if r := res.get(b[0]); len(r) != 1 || !r[0].Delivered {
+				t.Fatalf("b: %+v, want delivered while a waits", r)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tt.deadline)
+			defer cancel()
+			_ = s.Shutdown(ctx)
+			res.wait(t, 2)
+			var got []string
+			for _, r := range srv.Received() {
+				got = append(got, fmt.Sprintf("%s:%d", r.OpenID, r.ErrCode))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("calls = %v, want %v", got, tt.want)
+			}
+			st, _ := s.Status(a[0])
+			if st.State != tt.state || st.Attempts != len(tt.want)-1 || len(res.get(a[0])) != 1 {
+				t.Errorf("a: %+v, %d results", st, len(res.get(a[0])))
+			}
+			if tt.state == wechat.StateFailed && st.Reason != wechat.ReasonShutdown {
+				t.Errorf("a: reason %q, want shutdown", st.Reason)
+			}
+			if stats := s.Stats(); stats.Queued != 0 || stats.InFlight != 0 || stats.Delivered+stats.Failed != 2 {
+				t.Errorf("stats %+v", stats)
+			}
+		})
+	}
+}

@@ -68,7 +68,7 @@ type Stats struct {
 	Failed      int64 // includes OutOfWindow and shutdown losses
 	Retried     int64 // attempts after the first, over all messages
 	OutOfWindow int64 // failed because the user's window was closed
-	Queued      int64 // waiting now
+	Queued      int64 // waiting now, for a first try or a retry
 	InFlight    int64 // being sent now
 }
 
