@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -165,8 +166,12 @@ func TestResponder(t *testing.T) {
 	}
 }
 
-// A Responder without a Window or Logger still answers.
+// A Responder without a Window or Logger still answers, and logs to
+// slog.Default().
 func TestResponderDefaults(t *testing.T) {
+	logger, logs := logBuffer()
+	defer slog.SetDefault(slog.Default())
+	slog.SetDefault(logger)
 	sender := &fakeSender{}
 	r := &Responder{Rules: mustParse(t, responderRules), Sender: sender}
 	if p := r.Respond(context.Background(), textMsg("hours")); p == nil || p.Text.Content != "9-21" {
@@ -175,5 +180,8 @@ func TestResponderDefaults(t *testing.T) {
 	r.Respond(context.Background(), textMsg("hello"))
 	if len(sender.enqueued) != 1 || len(sender.enqueued[0]) != 2 {
 		t.Errorf("enqueued %+v, want the two replies", sender.enqueued)
+	}
+	if !strings.Contains(logs.String(), `"rule":"hello"`) {
+		t.Errorf("nothing logged to slog.Default(): %s", logs)
 	}
 }

@@ -257,7 +257,11 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 			c.CloseIdleConnections()
 			errNet := c.SendCustom(context.Background(), textTo("u", "x"))
 			_, errFetch := apiClient(srv, log, func(o *wechat.ClientOptions) { o.UseLegacyToken = mode.legacy }).Token(context.Background())
-			for _, err := range []error{errToken, errNet, errFetch} {
+			// A token API whose errmsg quotes the secret.
+			echo := fakeAPI(t)
+			echo.FailBody(mode.api, `{"errcode":40125,"errmsg":"invalid appsecret `+echo.AppSecret+`"}`, 1)
+			_, errEcho := apiClient(echo, log, func(o *wechat.ClientOptions) { o.UseLegacyToken = mode.legacy }).Token(context.Background())
+			for _, err := range []error{errToken, errNet, errFetch, errEcho} {
 				if err == nil {
 					t.Fatal("expected an error")
 				}

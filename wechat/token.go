@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -208,6 +209,9 @@ func (c *Client) fetchToken(ctx context.Context) (string, int64, error) {
 	if err != nil {
 		var ae *APIError
 		if errors.As(err, &ae) {
+			// WeChat's errmsg is not known to quote the secret; make
+			// sure no log line ever does.
+			ae.Message = strings.ReplaceAll(ae.Message, c.secret, "REDACTED")
 			// The errcode stays reachable with errors.As; the text says
 			// what the operator has to do about it.
 			if hint := tokenHint(ae.Code); hint != "" {
