@@ -127,6 +127,11 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, path string) {
 					continue
 				}
 				c.check(e, t.Elem(), indexPath(path, i))
+				if wantsMapping(t.Elem()) && resolveAlias(e).Kind != yaml.MappingNode {
+					// Reported by check. yaml.v3 would drop the item when
+					// decoding; keep its place, as for an empty item.
+					n.Content[i] = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: e.Line, Column: e.Column}
+				}
 			}
 		}
 	case reflect.Map:
@@ -164,6 +169,14 @@ var nullRefused = map[reflect.Type]string{
 	reflect.TypeFor[[]replySpec](): "give the reply items, or leave reply out for a rule that only records a match",
 	reflect.TypeFor[*answerSpec](): "give its reply, or leave default out",
 	reflect.TypeFor[[]ruleSpec]():  "give the rules, or leave rules out",
+}
+
+// wantsMapping reports whether values of t are written as mappings.
+func wantsMapping(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct && t != stringListType
 }
 
 // emptyItem reports the i-th item of the list n, a `-` with nothing after
@@ -371,8 +384,10 @@ type problems struct {
 	// corrupt holds the paths whose decoded value a problem left
 	// unreliable (a list where a mapping belongs, say); the checks after
 	// decoding skip them, and whatever is inside, rather than report
-	// consequences of the same mistake.
-	corrupt []string
+	// consequences of the same mistake. tainted holds those paths and
+	// every path that contains one. Both are sets, so that a file with a
+	// problem in each of its 10,000 rules is checked as fast as a good one.
+	corrupt, tainted map[string]bool
 }
 
 func (p *problems) add(n *yaml.Node, path string, corrupts bool, format string, args ...any) {
@@ -386,35 +401,46 @@ func (p *problems) add(n *yaml.Node, path string, corrupts bool, format string, 
 	}
 	p.list = append(p.list, Problem{File: p.file, Line: line, Col: col, Msg: msg})
 	if corrupts {
-		p.corrupt = append(p.corrupt, path)
+		p.markCorrupt(path)
 	}
+}
+
+func (p *problems) markCorrupt(path string) {
+	if p.corrupt == nil {
+		p.corrupt, p.tainted = make(map[string]bool), make(map[string]bool)
+	}
+	p.corrupt[path] = true
+	for q := path; !p.tainted[q]; q = parentPath(q) {
+		p.tainted[q] = true // and, once one is, all its parents are
+		if q == "" {
+			break
+		}
+	}
+}
+
+// parentPath is the path that contains path: rules[2].reply[0] for
+// rules[2].reply[0].text, "" for a top-level key.
+func parentPath(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return ""
 }
 
 // broken reports whether the value at path, or a value it is part of,
 // could not be decoded reliably.
 func (p *problems) broken(path string) bool {
-	for _, c := range p.corrupt {
-		if within(path, c) {
+	for q := path; ; q = parentPath(q) {
+		if p.corrupt[q] {
 			return true
 		}
+		if q == "" {
+			return false
+		}
 	}
-	return false
 }
 
 // corruptAt reports whether broken(path) or anything inside path is.
 func (p *problems) corruptAt(path string) bool {
-	for _, c := range p.corrupt {
-		if within(path, c) || within(c, path) {
-			return true
-		}
-	}
-	return false
-}
-
-// within reports whether path is inner or the same as outer.
-func within(path, outer string) bool {
-	if outer == "" || path == outer {
-		return true
-	}
-	return strings.HasPrefix(path, outer) && (path[len(outer)] == '.' || path[len(outer)] == '[')
+	return p.tainted[path] || p.broken(path)
 }

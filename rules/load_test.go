@@ -248,6 +248,26 @@ rules:
 				{8, 15, "rules[1].reply[1].text.content: required"},
 				{9, 27, "rules[1].reply[2].news.articles[0]: an empty list item"},
 				{10, 49, "rules[1].reply[3].msgmenu.list[1]: an empty list item"}}},
+		// yaml.v3 also drops an item it cannot decode: a rule that is not
+		// a mapping, a reply item with a wrong type inside.
+		{"problems after an item that does not decode", `
+rules:
+  - just a string
+  - name: a
+    match: {event: CLICK}
+    reply:
+      - text: {content: [x]}
+      - text: ok
+      - text: ""
+      - image: {}
+  - name: b
+    match: {evnt: VIEW}`,
+			[]problem{{3, 5, "rules[0]: expected a mapping"},
+				{7, 25, "rules[1].reply[0].text.content: expected a string, got a list"},
+				{9, 15, "rules[1].reply[2].text.content: required"},
+				{10, 16, "rules[1].reply[3].image.media_id: required"},
+				{12, 12, "rules[2].match: no keys"},
+				{12, 13, `rules[2].match: unknown key "evnt"`}}},
 		{"a key that is not a string", `
 rules:
   - {? [name]: a, match: {event: CLICK}}`,

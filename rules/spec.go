@@ -93,8 +93,10 @@ type replySpec struct {
 }
 
 // UnmarshalYAML decodes the item into the wechat types. Shapes the checker
-// reported are left empty: returning anything but a *yaml.TypeError would
-// stop yaml.v3 from decoding the rest of the file.
+// reported are left empty, and it never fails: yaml.v3 drops from a list
+// an item whose UnmarshalYAML fails, which would shift the items after it
+// and pin their problems on the wrong lines. What decoding would complain
+// of, the checker has reported.
 func (r *replySpec) UnmarshalYAML(n *yaml.Node) error {
 	n = resolveAlias(n)
 	if n.Kind != yaml.MappingNode || len(n.Content) != 2 {
@@ -104,7 +106,8 @@ func (r *replySpec) UnmarshalYAML(n *yaml.Node) error {
 	r.Key = key
 	if key == templateKey {
 		r.Template = new(wechat.TemplateMessage)
-		return value.Decode(r.Template)
+		_ = value.Decode(r.Template)
+		return nil
 	}
 	field, ok := payloadFields[key]
 	if !ok {
@@ -119,9 +122,9 @@ func (r *replySpec) UnmarshalYAML(n *yaml.Node) error {
 		return nil
 	}
 	payload := reflect.New(field.Type.Elem())
-	err := value.Decode(payload.Interface())
+	_ = value.Decode(payload.Interface())
 	reflect.ValueOf(r.Custom).Elem().FieldByIndex(field.Index).Set(payload)
-	return err
+	return nil
 }
 
 // payloadFields maps each customer-service reply item key to its
