@@ -148,6 +148,9 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 		if err != nil {
 			return err
 		}
+		if s.Watch != nil {
+			s.Watch(a.sender)
+		}
 		if err := a.run(ctx, ln, nil); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
