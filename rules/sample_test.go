@@ -27,6 +27,8 @@ func TestSampleDecides(t *testing.T) {
 	menuClick := textMsg("满意")
 	menuClick.BizMsgMenuID = "101"
 	blocked := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "1", Status: "failed:user block"}
+	systemFailed := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "2", Status: "failed:system failed"}
+	delivered := &wechat.Message{FromUserName: testUser, MsgType: "event", Event: "TEMPLATESENDJOBFINISH", MsgID: "3", Status: "success"}
 	image := &wechat.Message{FromUserName: testUser, MsgType: "image", MsgId: "7"}
 
 	tests := []struct {
@@ -50,7 +52,9 @@ func TestSampleDecides(t *testing.T) {
 		{"passive", textMsg("营业时间？"), []string{"opening-hours"}, nil, "text"},
 		{"media samples", eventMsg("CLICK", "V1001_SAMPLES"), []string{"media-samples"}, []string{"voice", "video", "mpnews", "mpnewsarticle", "wxcard", "miniprogrampage"}, ""},
 		{"template message", textMsg("发货通知 单号 123"), []string{"order-shipped"}, []string{"template"}, ""},
-		{"template job failed", blocked, []string{"template-blocked"}, nil, ""},
+		{"template job blocked", blocked, []string{"template-failed"}, nil, ""},
+		{"template job failed, spelt without the space", systemFailed, []string{"template-failed"}, nil, ""},
+		{"template job delivered", delivered, nil, nil, ""},
 		{"anything else", textMsg("随便说点什么"), []string{"default"}, []string{"text"}, ""},
 		{"an event nothing matches", eventMsg("unsubscribe", ""), nil, nil, ""},
 	}
