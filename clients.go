@@ -143,7 +143,7 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 	// The same wiring as serve, with the sandbox's account and fake API.
 	serveSandbox := func(ctx context.Context, ln net.Listener, s tools.SandboxServer) error {
 		sc := c
-		sc.token, sc.appID, sc.appSecret, sc.apiBase, sc.apiKey = s.Token, s.AppID, s.AppSecret, s.APIBase, s.APIKey
+		sc.token, sc.appID, sc.appSecret, sc.apiBase = s.Token, s.AppID, s.AppSecret, s.APIBase
 		a, err := newApp(&sc, log)
 		if err != nil {
 			return err

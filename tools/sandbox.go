@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,21 +34,18 @@ const (
 )
 
 // SandboxServer is what the sandbox runs the server with: its built-in
-// credentials, the fake API's URL, and a push API key of its own.
+// credentials, the fake API's URL, and where to hand over the Sender.
 type SandboxServer struct {
 	Token     string
 	AppID     string
 	AppSecret string
 	APIBase   string
 
-	// APIKey turns on the push API, which the sandbox uses only when
-	// Watch is not called (see session.sync).
-	APIKey string
-
-	// Watch is to be called by the ServeFunc with the server's Sender
-	// before it serves. The sandbox then knows the replies to a line are
-	// all out when every message the Sender accepted has been delivered
-	// or has failed.
+	// Watch must be called by the ServeFunc with the server's Sender
+	// before it serves. The sandbox knows the replies to a line are all
+	// out when every message the Sender accepted has been delivered or
+	// has failed; a ServeFunc that does not call it makes Sandbox fail at
+	// start.
 	Watch func(SenderStats)
 }
 
@@ -61,8 +56,9 @@ type SenderStats interface {
 }
 
 // ServeFunc runs the real server on ln with s's settings (and the rules
-// and options the caller chose) until ctx is done. It returns early, with
-// the reason, when the server cannot start, as with an invalid rules file.
+// and options the caller chose), handing its Sender to s.Watch, until ctx
+// is done. It returns early, with the reason, when the server cannot
+// start, as with an invalid rules file.
 // main passes its own wiring, so the sandbox runs exactly what serve runs.
 type ServeFunc func(ctx context.Context, ln net.Listener, s SandboxServer) error
 
@@ -88,7 +84,8 @@ type SandboxOptions struct {
 // Sandbox runs the server against a fake WeChat API and lets a person chat
 // with it as a WeChat user: each line of In is a message or a command, and
 // Out shows what the user would see. It returns nil at /quit or the end of
-// In, and an error when the server cannot start.
+// In, and an error when the server cannot start or does not hand over its
+// Sender (see SandboxServer.Watch).
 func Sandbox(ctx context.Context, o SandboxOptions) error {
 	if o.Serve == nil || o.In == nil || o.Out == nil {
 		return errors.New("sandbox: Serve, In and Out are required")
@@ -116,7 +113,6 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 		AppID:     fake.AppID,
 		AppSecret: fake.AppSecret,
 		APIBase:   fake.URL,
-		APIKey:    randomKey(),
 		Watch: func(st SenderStats) {
 			watched.mu.Lock()
 			watched.stats = st
@@ -140,22 +136,23 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 		return err
 	}
 
+	// Watch is called before the server serves, so by now it has been or
+	// never will be; without it no line could be known to be answered.
 	watched.mu.Lock()
 	stats := watched.stats
 	watched.mu.Unlock()
+	if stats == nil {
+		return errors.New("sandbox: the server did not hand over its Sender (SandboxServer.Watch was not called)")
+	}
 	s := &session{
 		out:          o.Out,
 		openid:       o.OpenID,
 		box:          box,
 		stats:        stats,
-		base:         base,
-		apiKey:       srv.APIKey,
-		client:       &http.Client{Timeout: defaultTimeout},
-		cb:           &Callback{URL: base + "/wechat", Token: SandboxToken},
+		cb:           &Callback{URL: base + "/wechat", Token: SandboxToken, Client: &http.Client{Timeout: defaultTimeout}},
 		nextID:       24000000000000001,
 		replyTimeout: o.ReplyTimeout,
 	}
-	s.cb.Client = s.client
 	rules := o.RulesPath
 	if rules == "" {
 		rules = "the rules file"
@@ -202,15 +199,11 @@ type session struct {
 	out    io.Writer
 	openid string
 	box    *inbox
-	stats  SenderStats // nil: the ServeFunc did not call Watch
-	base   string
-	apiKey string
-	client *http.Client
+	stats  SenderStats // the server's Sender, handed over by Watch
 	cb     *Callback
 
-	nextID       int64 // MsgId of the next user message
-	lastCreate   int64 // CreateTime of the last callback, see createTime
-	turn         int
+	nextID       int64                // MsgId of the next user message
+	lastCreate   int64                // CreateTime of the last callback, see createTime
 	menu         []wechat.MsgMenuItem // the last msgmenu shown, for numbered choices
 	replyTimeout time.Duration        // how long one line's replies may take
 }
@@ -378,10 +371,4 @@ func (s *session) show(m *wechat.CustomMessage) {
 	if m.MsgMenu != nil && m.MsgType == wechat.MsgTypeMsgMenu {
 		s.menu = m.MsgMenu.List
 	}
-}
-
-func randomKey() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
 }

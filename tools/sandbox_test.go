@@ -25,14 +25,11 @@ type scripted struct {
 	sender *wechat.Sender
 	mu     sync.Mutex
 	got    []*wechat.Message
-
-	// noWatch keeps the ServeFunc from calling Watch, as a ServeFunc
-	// written before it would: the sandbox then uses marker messages.
-	noWatch bool
 	// gate holds the reply to "slow" until the line "release" comes.
 	gate     chan struct{}
 	released sync.Once
-	// pushCalls counts the requests to the push API.
+	// pushCalls counts the requests to the push API, which the sandbox
+	// has no use for.
 	pushCalls atomic.Int64
 }
 
@@ -152,15 +149,12 @@ func scriptedServe(r *scripted) ServeFunc {
 			Window: window,
 			Logger: log,
 		})
-		if !r.noWatch {
-			s.Watch(r.sender)
-		}
+		s.Watch(r.sender)
 		r.sender.Start()
 		h := handlers.New(handlers.Config{
 			Token:     s.Token,
 			Responder: r,
 			Logger:    log,
-			Push:      &handlers.PushConfig{APIKey: s.APIKey, Sender: r.sender, Window: window},
 		})
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if strings.HasPrefix(req.URL.Path, "/api/") {
@@ -209,29 +203,11 @@ func runSandboxWith(t *testing.T, o SandboxOptions) string {
 	return out.String()
 }
 
-// The same session whichever way the sandbox learns that a line's replies
-// are out: by watching the Sender (no traffic of its own), or by marker
-// messages through the push API for a ServeFunc that does not call Watch.
+// A whole session: every command and message type, each line answered
+// completely before the next. The sandbox learns that a line's replies are
+// out by watching the Sender, so it sends the server nothing of its own.
 func TestSandboxSession(t *testing.T) {
-	for _, mode := range []struct {
-		name      string
-		noWatch   bool
-		wantPushs bool
-	}{
-		{"watching the sender", false, false},
-		{"marker messages", true, true},
-	} {
-		t.Run(mode.name, func(t *testing.T) {
-			r := &scripted{noWatch: mode.noWatch}
-			testSandboxSession(t, r)
-			if n := r.pushCalls.Load(); (n > 0) != mode.wantPushs {
-				t.Errorf("%d calls of the push API, want some: %v", n, mode.wantPushs)
-			}
-		})
-	}
-}
-
-func testSandboxSession(t *testing.T, r *scripted) {
+	r := &scripted{}
 	// Each step is a line typed and exactly what the terminal shows for it.
 	steps := []struct{ in, want string }{
 		{"hello", "< you said: hello\n"},
@@ -328,6 +304,9 @@ func testSandboxSession(t *testing.T, r *scripted) {
 			t.Errorf("%q: CreateTime %d not after the previous callback's %d: the server would drop it as a retry", lines[i], msgs[i].CreateTime, msgs[i-1].CreateTime)
 		}
 	}
+	if n := r.pushCalls.Load(); n != 0 {
+		t.Errorf("%d calls of the push API, want none: the sandbox watches the Sender", n)
+	}
 }
 
 func TestSandboxEndsAtEOF(t *testing.T) {
@@ -351,16 +330,33 @@ func TestSandboxPrompt(t *testing.T) {
 	}
 }
 
+// A server that cannot start, or serves without handing over its Sender,
+// ends the sandbox with the reason before any line is read.
 func TestSandboxServerFails(t *testing.T) {
 	failing := func(context.Context, net.Listener, SandboxServer) error {
 		return errors.New("rules.yaml:3:5: unknown key \"mach\"")
 	}
-	var out strings.Builder
-	err := Sandbox(context.Background(), SandboxOptions{Serve: failing, In: strings.NewReader("hi\n"), Out: &out})
-	if err == nil || !strings.Contains(err.Error(), `the server did not start: rules.yaml:3:5: unknown key "mach"`) {
-		t.Errorf("error %v, want the server's reason", err)
+	noWatch := func(ctx context.Context, ln net.Listener, s SandboxServer) error {
+		s.Watch = func(SenderStats) {} // the Sender is never handed over
+		return scriptedServe(&scripted{})(ctx, ln, s)
 	}
-	if out.Len() != 0 {
-		t.Errorf("the terminal showed %q before the server was up", out.String())
+	for _, c := range []struct {
+		name  string
+		serve ServeFunc
+		want  string
+	}{
+		{"invalid rules", failing, `the server did not start: rules.yaml:3:5: unknown key "mach"`},
+		{"no Watch", noWatch, "sandbox: the server did not hand over its Sender"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out strings.Builder
+			err := Sandbox(context.Background(), SandboxOptions{Serve: c.serve, In: strings.NewReader("hi\n"), Out: &out})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want %q", err, c.want)
+			}
+			if out.Len() != 0 {
+				t.Errorf("the terminal showed %q before the server was up", out.String())
+			}
+		})
 	}
 }

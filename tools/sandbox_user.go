@@ -3,7 +3,6 @@ package tools
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"strconv"
 	"strings"
@@ -125,21 +124,16 @@ func (x *xmlBuilder) done() []byte {
 // inbox collects what the fake API receives, in order. The fake calls add
 // from its handlers, which must not block.
 type inbox struct {
-	mu     sync.Mutex
-	items  []wechattest.Received
-	notify chan struct{} // holds a token while items may be non-empty
+	mu    sync.Mutex
+	items []wechattest.Received
 }
 
-func newInbox() *inbox { return &inbox{notify: make(chan struct{}, 1)} }
+func newInbox() *inbox { return &inbox{} }
 
 func (b *inbox) add(r wechattest.Received) {
 	b.mu.Lock()
 	b.items = append(b.items, r)
 	b.mu.Unlock()
-	select {
-	case b.notify <- struct{}{}:
-	default:
-	}
 }
 
 // take returns the oldest item, if there is one.
@@ -152,22 +146,4 @@ func (b *inbox) take() (wechattest.Received, bool) {
 	r := b.items[0]
 	b.items = b.items[1:]
 	return r, true
-}
-
-// next returns the oldest item, waiting up to wait for one.
-func (b *inbox) next(ctx context.Context, wait time.Duration) (wechattest.Received, bool) {
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	for {
-		if r, ok := b.take(); ok {
-			return r, true
-		}
-		select {
-		case <-b.notify:
-		case <-t.C:
-			return wechattest.Received{}, false
-		case <-ctx.Done():
-			return wechattest.Received{}, false
-		}
-	}
 }
