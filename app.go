@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/rules"
 	"github.com/wxreply/wxreply/wechat"
@@ -54,12 +56,15 @@ func newApp(c *config, log *slog.Logger) (*app, error) {
 		Logger: log,
 	})
 	responder := &rules.Responder{Rules: engine, Sender: sender, Window: window, Logger: log}
+	metrics := handlers.NewMetrics()
+	metrics.Registry.MustRegister(handlers.SenderCollector(sender.Stats), rulesCollector(engine))
 	cfg := handlers.Config{
 		Token:     c.token,
 		Cipher:    cipher,
 		Responder: responder,
 		Logger:    log,
 		Ready:     func() bool { return engine.Current() != nil },
+		Metrics:   metrics,
 	}
 	if c.apiKey != "" {
 		cfg.Push = &handlers.PushConfig{APIKey: c.apiKey, Sender: sender, Window: window}
@@ -133,4 +138,18 @@ func (a *app) run(ctx context.Context, ln net.Listener, reload <-chan os.Signal)
 	}
 	a.log.Info("shutdown complete")
 	return nil
+}
+
+// rulesCollector exposes how many rules are in force, so a reload that
+// was refused (the count stays) or emptied the file shows on a dashboard.
+func rulesCollector(engine *rules.Engine) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wxreply_rules",
+		Help: "Rules in force, from the last rules file that loaded.",
+	}, func() float64 {
+		if s := engine.Current(); s != nil {
+			return float64(s.Len())
+		}
+		return 0
+	})
 }

@@ -148,9 +148,7 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 		if err != nil {
 			return err
 		}
-		if s.Watch != nil {
-			s.Watch(a.sender)
-		}
+		s.Watch(a.sender)
 		if err := a.run(ctx, ln, nil); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}

@@ -47,6 +47,9 @@ type Config struct {
 
 	// Push turns on the push API under /api/v1; nil (or no APIKey) means off.
 	Push *PushConfig
+
+	// Metrics turns on GET /metrics; nil means off.
+	Metrics *Metrics
 }
 
 // New builds the Echo server with every route and middleware.
@@ -67,6 +70,10 @@ func New(cfg Config) *echo.Echo {
 	// The request log wraps the panic recovery, so a request that panicked
 	// still gets its "http request" line, with the 500 it was answered.
 	e.Use(middleware.RequestID(), requestLog(cfg.Logger), recoverPanics(cfg.Logger))
+	if cfg.Metrics != nil {
+		e.Use(cfg.Metrics.instrument())
+		e.GET("/metrics", cfg.Metrics.handler())
+	}
 
 	cb := &callback{
 		token:     cfg.Token,
