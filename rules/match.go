@@ -42,7 +42,7 @@ type input struct {
 
 func newInput(m *wechat.Message) input {
 	in := input{msg: m}
-	in.isEvent = strings.EqualFold(m.MsgType, "event")
+	in.isEvent = m.IsEvent()
 	in.set(fieldMsgType, strings.ToLower(m.MsgType))
 	in.set(fieldFrom, m.FromUserName)
 	in.set(fieldMenuID, m.BizMsgMenuID)
@@ -51,9 +51,7 @@ func newInput(m *wechat.Message) input {
 		event := strings.ToLower(m.Event)
 		in.set(fieldEvent, event)
 		in.set(fieldEventKey, m.EventKey)
-		if scene, ok := sceneOf(event, m.EventKey); ok {
-			in.set(fieldScene, scene)
-		}
+		in.set(fieldScene, m.Scene())
 	}
 	raw := ""
 	switch in.subjects[fieldMsgType] {
@@ -77,21 +75,6 @@ func (in *input) set(f field, v string) {
 	if v != "" {
 		in.subjects[f], in.has[f] = v, true
 	}
-}
-
-// sceneOf returns the QR scene of a subscribe by scanning a parametric QR
-// code (EventKey "qrscene_<scene>") or of SCAN by a follower (EventKey
-// "<scene>"). event is lower-cased.
-func sceneOf(event, eventKey string) (string, bool) {
-	switch event {
-	case "subscribe":
-		if scene, ok := strings.CutPrefix(eventKey, "qrscene_"); ok && scene != "" {
-			return scene, true
-		}
-	case "scan":
-		return eventKey, eventKey != ""
-	}
-	return "", false
 }
 
 // foldStatus is the form in which status values are compared. WeChat

@@ -173,22 +173,36 @@ rules:
 	}
 }
 
-func TestSceneOf(t *testing.T) {
+// scene is the QR scene of a follow through a parametric QR code
+// (EventKey qrscene_<scene>) and of a scan by a follower (SCAN, EventKey
+// <scene>); nothing else has one.
+func TestMatchScene(t *testing.T) {
+	s := mustParse(t, `
+rules:
+  - {name: one, match: {scene: ["123", spring_sale]}, reply: [{text: x}]}
+`)
 	tests := []struct {
-		event, key, scene string
-		ok                bool
+		event, key string
+		want       []string
 	}{
-		{"subscribe", "qrscene_123", "123", true},
-		{"subscribe", "", "", false},
-		{"subscribe", "last_trade_no_1", "", false},
-		{"scan", "123", "123", true},
-		{"scan", "", "", false},
-		{"click", "qrscene_123", "", false},
+		{"subscribe", "qrscene_123", []string{"one"}},
+		{"SUBSCRIBE", "qrscene_spring_sale", []string{"one"}},
+		{"SCAN", "123", []string{"one"}},
+		{"scan", "spring_sale", []string{"one"}},
+		{"subscribe", "123", nil},      // a follow without the prefix is no QR code
+		{"subscribe", "qrscene_", nil}, // an empty scene
+		{"SCAN", "qrscene_123", nil},   // SCAN has no prefix
+		{"CLICK", "123", nil},          // a menu key is no scene
+		{"unsubscribe", "qrscene_123", nil},
 	}
 	for _, tt := range tests {
-		scene, ok := sceneOf(tt.event, tt.key)
-		if scene != tt.scene || ok != tt.ok {
-			t.Errorf("sceneOf(%q, %q) = %q, %v; want %q, %v", tt.event, tt.key, scene, ok, tt.scene, tt.ok)
+		if got := s.Decide(eventMsg(tt.event, tt.key)).Rules; !slices.Equal(got, tt.want) {
+			t.Errorf("%s %s: rules %q, want %q", tt.event, tt.key, got, tt.want)
 		}
+	}
+	text := textMsg("123")
+	text.Event, text.EventKey = "SCAN", "123" // stray tags on a user message
+	if got := s.Decide(text).Rules; slices.Contains(got, "one") {
+		t.Errorf("a text message matched a scene: %q", got)
 	}
 }
