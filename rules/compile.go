@@ -51,7 +51,7 @@ func (c *compiler) compileDefault(spec *answerSpec) *rule {
 	if len(spec.Reply) == 0 && !c.corruptAt(defaultName+".reply") {
 		c.add(c.node(defaultName), defaultName, false, "needs a reply (or remove default)")
 	}
-	return &rule{name: defaultName, answer: c.compileAnswer(defaultName, spec)}
+	return &rule{name: defaultName, answer: c.compileAnswer(defaultName, spec, 0)}
 }
 
 func (c *compiler) compileRule(path string, spec *ruleSpec) *rule {
@@ -71,15 +71,35 @@ func (c *compiler) compileRule(path string, spec *ruleSpec) *rule {
 		}
 		r.name = name
 	}
+	groups := unknownGroups
 	switch {
 	case c.broken(path + ".match"):
 	case spec.Match == nil:
 		c.add(at, path, false, "no match: give at least one of %s", matchKeys)
 	default:
 		r.cond = c.compileMatch(path+".match", spec.Match)
+		groups = groupCount(spec.Match, &r.cond)
 	}
-	r.answer = c.compileAnswer(path, &spec.Answer)
+	r.answer = c.compileAnswer(path, &spec.Answer, groups)
 	return r
+}
+
+// unknownGroups is the group count of a rule whose regexes did not all
+// compile: its templates' use of .Groups is not checked.
+const unknownGroups = -1
+
+// groupCount is how long .Groups can be for a rule: the submatches of its
+// regex with the most groups, plus the whole match; 0 for a rule without
+// a regex, whose .Groups is always empty.
+func groupCount(m *matchSpec, cond *condition) int {
+	if m.Text != nil && len(m.Text.Regex) != len(cond.regexes) {
+		return unknownGroups // a regex that did not compile, reported
+	}
+	n := 0
+	for _, re := range cond.regexes {
+		n = max(n, re.NumSubexp()+1)
+	}
+	return n
 }
 
 func (c *compiler) compileMatch(path string, m *matchSpec) condition {
@@ -258,7 +278,9 @@ func requiredLiteral(re *syntax.Regexp) string {
 	return ""
 }
 
-func (c *compiler) compileAnswer(path string, spec *answerSpec) answer {
+// compileAnswer compiles a rule's (or the default's) options and reply
+// items; groups is what groupCount says of the rule.
+func (c *compiler) compileAnswer(path string, spec *answerSpec, groups int) answer {
 	a := answer{passive: spec.Passive}
 	switch {
 	case spec.Pick == "" || spec.Pick == "all" || c.corruptAt(joinPath(path, "pick")):
@@ -272,7 +294,7 @@ func (c *compiler) compileAnswer(path string, spec *answerSpec) answer {
 		if c.corruptAt(at) {
 			continue
 		}
-		if it := c.compileItem(at, &spec.Reply[j]); it != nil {
+		if it := c.compileItem(at, &spec.Reply[j], groups); it != nil {
 			a.items = append(a.items, it)
 		}
 	}
@@ -312,7 +334,7 @@ func (c *compiler) checkPassive(path string, spec *answerSpec) {
 	}
 }
 
-func (c *compiler) compileItem(path string, spec *replySpec) *item {
+func (c *compiler) compileItem(path string, spec *replySpec, groups int) *item {
 	it := &item{custom: spec.Custom, template: spec.Template}
 	prefix := path + "."
 	var fps []wechat.FieldProblem
@@ -332,7 +354,7 @@ func (c *compiler) compileItem(path string, spec *replySpec) *item {
 		}
 		c.add(c.node(prefix+fp.Path), prefix+fp.Path, false, "%s", fp.Msg)
 	}
-	for _, fe := range it.compileTemplates(prefix) {
+	for _, fe := range it.compileTemplates(prefix, groups) {
 		c.add(c.node(prefix+fe.path), prefix+fe.path, false, "invalid template: %v", fe.err)
 	}
 	return it

@@ -226,9 +226,14 @@ func TestRenderFailureSkipsThatReply(t *testing.T) {
 	s := mustParse(t, `
 rules:
   - name: broken
-    match: {msgtype: [text, event]}
+    match: {text: {regex: ['^order (\d+)$', '^hello$']}}
     reply:
       - text: "{{index .Groups 1}}"
+      - text: "{{.Content}}"
+      - text: still sent
+  - name: empty
+    match: {event: CLICK}
+    reply:
       - text: "{{.Content}}"
       - text: still sent
 `, WithLogger(logger))
@@ -245,6 +250,10 @@ rules:
 		if !strings.Contains(line, want) {
 			t.Errorf("log %s lacks %s", line, want)
 		}
+	}
+	// The regex with the group matched: nothing fails.
+	if d := s.Decide(textMsg("order 12")); len(d.Replies) != 3 || d.Replies[0].Custom.Text.Content != "12" {
+		t.Errorf("decision %+v, want the three replies, the first 12", d)
 	}
 	// An event has no Content: the rendered text is empty, which WeChat
 	// would refuse, so it is skipped too.

@@ -115,6 +115,27 @@ rules:
 				{7, 15, "rules[0].reply[1].text.content: invalid template: no field .Contnet in the message; did you mean .Content?"},
 				{8, 35, `rules[0].reply[2].news.articles[0].title: invalid template: function "nofunc" not defined`},
 				{9, 58, "rules[0].reply[3].template.data.first.value: invalid template: unexpected {{end}}"}}},
+		// An index .Groups the rule can never fill fails at every message:
+		// that is a mistake to report at load, not at run time.
+		{"index .Groups out of reach", `
+rules:
+  - name: no-regex
+    match: {text: {equals: hi}}
+    reply: [{text: "{{index .Groups 0}}"}]
+  - name: one-group
+    match: {text: {regex: ['^a(\d)$', '^b$']}}
+    reply:
+      - text: "{{index .Groups 1}} {{index .Groups 0}}"
+      - text: "{{range .Content}}{{index $.Groups 2}}{{end}}"
+  - name: bad-regex
+    match: {text: {regex: ['(', '^(a)$']}}
+    reply: [{text: "{{index .Groups 5}}"}]
+default:
+  reply: [{news: {articles: [{title: "{{index .Groups 1}}"}]}}]`,
+			[]problem{{5, 20, "rules[0].reply[0].text.content: invalid template: index .Groups 0: the rule has no regex, so .Groups is always empty"},
+				{10, 15, "rules[1].reply[1].text.content: invalid template: index .Groups 2: the rule's regex has 1 group(s), so .Groups has at most 2 entries"},
+				{12, 28, "rules[2].match.text.regex[0]: error parsing regexp"},
+				{15, 38, "default.reply[0].news.articles[0].title: invalid template: index .Groups 1: the rule has no regex"}}},
 		{"unknown msgtype and a reply item with two", `
 rules:
   - name: a

@@ -157,14 +157,15 @@ func clonePtr[T any](p *T) *T {
 
 // compileTemplates parses every string field of the item that holds a
 // template action. It returns one problem per field that does not parse,
-// keyed by the field's path.
-func (it *item) compileTemplates(prefix string) []fieldError {
+// keyed by the field's path. groups is how long .Groups can be for the
+// rule (see groupCount).
+func (it *item) compileTemplates(prefix string, groups int) []fieldError {
 	var errs []fieldError
 	add := func(path string, s *string) {
 		var t *template.Template
 		if strings.Contains(*s, "{{") {
 			var err error
-			t, err = parseTemplate(prefix+path, *s)
+			t, err = parseTemplate(prefix+path, *s, groups)
 			if err != nil {
 				errs = append(errs, fieldError{path, err})
 			}
@@ -239,8 +240,9 @@ func renderError(problems []wechat.FieldProblem) error {
 
 // parseTemplate parses src and checks that the fields it reads from the
 // message exist, so that a typo such as {{.Contnet}} is a load error, not
-// a reply silently skipped at run time.
-func parseTemplate(name, src string) (*template.Template, error) {
+// a reply skipped at every message. So is `index .Groups N` when the
+// rule's .Groups never has N+1 entries (groups; unknownGroups: unchecked).
+func parseTemplate(name, src string, groups int) (*template.Template, error) {
 	t, err := template.New(name).Option("missingkey=error").Parse(src)
 	if err != nil {
 		// "template: NAME:LINE: msg": the position is the field's already.
@@ -254,7 +256,7 @@ func parseTemplate(name, src string) (*template.Template, error) {
 		return nil, errors.New(msg)
 	}
 	if t.Tree != nil {
-		if err := checkFields(t.Tree.Root); err != nil {
+		if err := checkFields(t.Tree.Root, groups); err != nil {
 			return nil, err
 		}
 	}
@@ -275,7 +277,7 @@ var dataFields = func() map[string]bool {
 // checkFields walks the parts of a template where dot is still the
 // TemplateData; inside range and with dot is something else, and only $
 // still refers to the data.
-func checkFields(n parse.Node) error {
+func checkFields(n parse.Node, groups int) error {
 	var walk func(n parse.Node, dotIsData bool) error
 	check := func(name string) error {
 		if dataFields[name] {
@@ -304,6 +306,9 @@ func checkFields(n parse.Node) error {
 				return nil
 			}
 			for _, c := range n.Cmds {
+				if err := checkGroupIndex(c, dotIsData, groups); err != nil {
+					return err
+				}
 				for _, a := range c.Args {
 					if err := walk(a, dotIsData); err != nil {
 						return err
@@ -330,6 +335,39 @@ func checkFields(n parse.Node) error {
 		return nil
 	}
 	return walk(n, true)
+}
+
+// checkGroupIndex reports `index .Groups N` (or $.Groups) with a constant
+// N that the rule's .Groups never reaches: that reply would fail at every
+// message.
+func checkGroupIndex(c *parse.CommandNode, dotIsData bool, groups int) error {
+	if groups == unknownGroups || len(c.Args) < 3 {
+		return nil
+	}
+	if fn, ok := c.Args[0].(*parse.IdentifierNode); !ok || fn.Ident != "index" {
+		return nil
+	}
+	switch a := c.Args[1].(type) {
+	case *parse.FieldNode:
+		if !dotIsData || len(a.Ident) != 1 || a.Ident[0] != "Groups" {
+			return nil
+		}
+	case *parse.VariableNode:
+		if len(a.Ident) != 2 || a.Ident[0] != "$" || a.Ident[1] != "Groups" {
+			return nil
+		}
+	default:
+		return nil
+	}
+	n, ok := c.Args[2].(*parse.NumberNode)
+	if !ok || !n.IsInt || n.Int64 < int64(groups) {
+		return nil
+	}
+	if groups == 0 {
+		return fmt.Errorf("index .Groups %d: the rule has no regex, so .Groups is always empty", n.Int64)
+	}
+	return fmt.Errorf("index .Groups %d: the rule's regex has %d group(s), so .Groups has at most %d entries (0 is the whole match)",
+		n.Int64, groups-1, groups)
 }
 
 func walkBranch(walk func(parse.Node, bool) error, b *parse.BranchNode, dotIsData, inside bool) error {

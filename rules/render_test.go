@@ -121,7 +121,7 @@ func TestParseTemplateFieldCheck(t *testing.T) {
 		{"{{.Content", "unclosed action"},
 	}
 	for _, tt := range tests {
-		_, err := parseTemplate("t", tt.src)
+		_, err := parseTemplate("t", tt.src, 2)
 		switch {
 		case tt.wantErr == "" && err != nil:
 			t.Errorf("%q: %v", tt.src, err)
