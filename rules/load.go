@@ -55,8 +55,19 @@ func Load(path string, opts ...Option) (*Set, error) {
 	return load(path, buildOptions(opts))
 }
 
+// maxFileSize bounds a rules file. 10,000 rules take about 1 MiB; a file
+// far larger is a mistake (a log, a binary named by -rules), and parsing
+// it would take many times its size in memory.
+const maxFileSize = 32 << 20
+
 func load(path string, o options) (*Set, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	defer f.Close()
+	// One byte more than allowed is enough to tell that it is too big.
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
@@ -89,6 +100,10 @@ func Check(path string) []Problem {
 
 func parseRules(filename string, data []byte, o options) (*Set, error) {
 	p := &problems{file: filename}
+	if len(data) > maxFileSize {
+		p.add(nil, "", true, "larger than %d MiB: not a rules file", maxFileSize>>20)
+		return nil, p.err()
+	}
 	root := parseYAML(p, data)
 	if root == nil {
 		return nil, p.err()

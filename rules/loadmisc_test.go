@@ -123,3 +123,27 @@ func TestProblemString(t *testing.T) {
 		t.Errorf("Error() = %q", got)
 	}
 }
+
+// A file far larger than any rules file (a log, a binary) is refused
+// before it is read whole or parsed.
+func TestLoadRefusesHugeFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.yaml")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("rules:\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(maxFileSize + 1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	got := Check(path)
+	if len(got) != 1 || got[0].String() != path+": larger than 32 MiB: not a rules file" {
+		t.Errorf("Check = %v, want the file refused for its size", got)
+	}
+	if _, err := Parse("huge.yaml", make([]byte, maxFileSize+1)); err == nil || !strings.Contains(err.Error(), "larger than 32 MiB") {
+		t.Errorf("Parse = %v, want the data refused for its size", err)
+	}
+}
