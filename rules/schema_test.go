@@ -438,3 +438,16 @@ func TestSampleReferencesTheSchema(t *testing.T) {
 		t.Errorf("first line %q, want %q", first, want)
 	}
 }
+
+// The schema's msgtype values are the ones the loader takes.
+func TestSchemaInboundTypes(t *testing.T) {
+	root := loadSchema(t)
+	enum := asList(root["definitions"].(schema)["inboundType"].(schema)["enum"])
+	var got []string
+	for _, v := range enum {
+		got = append(got, v.(string))
+	}
+	if !slices.Equal(got, inboundTypes) {
+		t.Errorf("schema inboundType %q, the loader takes %q", got, inboundTypes)
+	}
+}
