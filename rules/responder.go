@@ -34,8 +34,8 @@ type Decider interface {
 // rules and queues the replies. It satisfies handlers.Responder. Nothing in
 // it waits on the network, so the callback is answered at once.
 type Responder struct {
-	Rules  Decider
-	Sender Sender
+	Rules  Decider      // required
+	Sender Sender       // required
 	Window Window       // nil: the window is not tracked
 	Logger *slog.Logger // nil: slog.Default()
 	Now    func() time.Time
@@ -44,6 +44,9 @@ type Responder struct {
 // Respond decides on m, queues its replies and returns the passive reply,
 // if a rule asked for one.
 func (r *Responder) Respond(ctx context.Context, m *wechat.Message) *wechat.CustomMessage {
+	if m == nil {
+		return nil
+	}
 	log := r.Logger
 	if log == nil {
 		log = slog.Default()

@@ -178,6 +178,9 @@ func TestResponderDefaults(t *testing.T) {
 		t.Errorf("passive = %+v", p)
 	}
 	r.Respond(context.Background(), textMsg("hello"))
+	if p := r.Respond(context.Background(), nil); p != nil {
+		t.Errorf("Respond(nil) = %+v, want nothing", p)
+	}
 	if len(sender.enqueued) != 1 || len(sender.enqueued[0]) != 2 {
 		t.Errorf("enqueued %+v, want the two replies", sender.enqueued)
 	}
