@@ -263,9 +263,12 @@ func (s *Sender) Shutdown(ctx context.Context) error {
 	var dropped []*job
 	for _, l := range s.lanes {
 		if l.retry != nil {
-			l.timer.Stop() // unpark, if it fires anyway, sees no retry
+			if l.timer != nil { // parked; else unparked and in ready
+				l.timer.Stop() // unpark, if it fires anyway, sees no retry
+				l.timer = nil
+			}
 			dropped = append(dropped, l.retry)
-			l.retry, l.timer = nil, nil
+			l.retry = nil
 		}
 		dropped = append(dropped, l.jobs...)
 		l.jobs = nil

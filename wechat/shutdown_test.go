@@ -276,3 +276,41 @@ func TestRetryBackoffFreesTheWorker(t *testing.T) {
 		})
 	}
 }
+
+// A retry whose backoff has ended but that no worker has taken yet (the
+// one worker is stuck on a hung call) is failed with reason "shutdown"
+// when the deadline passes, like everything else still waiting.
+func TestShutdownDropsRetryDueButNotTaken(t *testing.T) {
+	srv := fakeAPI(t)
+	srv.FailNext(wechat.PathCustomSend, -1, 1)
+	s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Workers: 1,
+		BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	a, _ := s.Enqueue(textOut("a", "1"))
+	if err := srv.WaitReceived(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	release := srv.Hold(wechat.PathCustomSend)
+	defer release()
+	b, _ := s.Enqueue(textOut("b", "2"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitPending(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // a's backoff ends; the worker is still on b
+	sctx, scancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer scancel()
+	if err := s.Shutdown(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	res.wait(t, 2)
+	for _, id := range []string{a[0], b[0]} {
+		st, _ := s.Status(id)
+		if st.State != wechat.StateFailed || st.Reason != wechat.ReasonShutdown || len(res.get(id)) != 1 {
+			t.Errorf("%s: %+v, %d results", id, st, len(res.get(id)))
+		}
+	}
+	if st, _ := s.Status(a[0]); st.Attempts != 1 {
+		t.Errorf("a: %d attempts, want the 1 made", st.Attempts)
+	}
+}
