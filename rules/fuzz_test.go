@@ -20,6 +20,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("rules: &r [*r]\n"))
 	f.Add([]byte("rules:\n  - {name: a, match: {text: {regex: '(a'}}}\n"))
 	f.Add([]byte("default: {reply: [{template: {template_id: T, data: {k: {value: '{{.Content}}'}}}}]}\n"))
+	// Items that yaml.v3 would drop and the checker replaces, through
+	// aliases too; empty values; a regex that width folding defeats.
+	f.Add([]byte("rules:\n  -\n  - {name: a, match: {event: []}, reply: [~, {text: {content: [x]}}, {text: ok}]}\n"))
+	f.Add([]byte("rules: [x, &r {name: a, match: {status: 'failed: x', from: }}, *r]\n"))
+	f.Add([]byte("default: {reply: &l [~, {text: hi}]}\nrules: [{name: a, match: {event: CLICK}, reply: *l}]\n"))
+	f.Add([]byte("rules: [{name: a, match: {text: {regex: '（\\d+）'}}, reply: [{text: '{{index .Groups 3}}'}]}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse("testdata/fuzz.yaml", data)
 		var le *LoadError
