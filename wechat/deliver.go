@@ -3,6 +3,7 @@ package wechat
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -10,7 +11,7 @@ import (
 // outcome is how one message ended.
 type outcome struct {
 	delivered bool
-	reason    string // set when known before describe: out of window, shutdown
+	reason    string // set when known before describe: out of window, shutdown, cut off
 	errCode   int
 	attempts  int
 	lastCall  time.Time // when the last send call was made
@@ -149,7 +150,19 @@ func (s *Sender) resolve(ctx context.Context, j *job) error {
 func (s *Sender) sendCustom(ctx context.Context, j *job) error {
 	j.o.attempts++
 	j.o.lastCall = time.Now()
-	return s.client.SendCustom(ctx, j.ready)
+	err := s.client.SendCustom(ctx, j.ready)
+	s.noteCutOff(j, err)
+	return err
+}
+
+// noteCutOff gives j the reason ReasonShutdownInFlight when err says
+// Shutdown cancelled its send call on the wire (a *url.Error), rather
+// than while it waited for a token.
+func (s *Sender) noteCutOff(j *job, err error) {
+	var ue *url.Error
+	if s.ctx.Err() != nil && errors.Is(err, context.Canceled) && errors.As(err, &ue) {
+		j.o.reason = ReasonShutdownInFlight
+	}
 }
 
 // tryTemplate makes one try at a template message. It carries the
@@ -163,6 +176,7 @@ func (s *Sender) tryTemplate(ctx context.Context, j *job) error {
 	j.o.attempts++
 	id, err := s.client.SendTemplate(ctx, &tm)
 	j.o.msgID = id
+	s.noteCutOff(j, err)
 	return err
 }
 

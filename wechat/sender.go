@@ -241,9 +241,11 @@ func newOutgoingID() string {
 
 // Shutdown stops accepting messages and waits until everything queued and
 // in flight has been delivered or has failed. If ctx ends first, the
-// messages still queued are failed with reason "shutdown", the calls in
-// flight are aborted (and fail the same way), and ctx.Err() is returned:
-// nothing accepted vanishes without a result. Shutdown starts the
+// messages still waiting (queued, or between retries) are failed with
+// reason "shutdown", the calls in flight are aborted, and ctx.Err() is
+// returned: nothing accepted vanishes without a result. A message whose
+// send call was cut off on the wire fails with "shutdown in flight":
+// WeChat may have delivered it. Shutdown starts the
 // workers if Start was never called, so the queue still drains.
 func (s *Sender) Shutdown(ctx context.Context) error {
 	s.mu.Lock()

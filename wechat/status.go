@@ -20,7 +20,11 @@ const (
 // short names of WeChat's error codes (see reasonFor).
 const (
 	ReasonOutOfWindow = "out of window"
-	ReasonShutdown    = "shutdown"
+	ReasonShutdown    = "shutdown" // Shutdown's deadline passed before it was sent
+
+	// ReasonShutdownInFlight: Shutdown's deadline cut the send call off
+	// half way. WeChat may or may not have delivered it.
+	ReasonShutdownInFlight = "shutdown in flight"
 )
 
 // DefaultStatusTTL is how long a Sender can report on a finished
@@ -54,7 +58,7 @@ type Result struct {
 	Delivered bool
 	Reason    string // empty when delivered
 	ErrCode   int    // WeChat's errcode of the last answer, 0 if none
-	Attempts  int    // calls of the send API, 0 when never sent
+	Attempts  int    // tries of the send API (one that found no token counts); 0: never tried
 	MsgID     int64  // template msgid
 	Err       error  // the last error, nil when delivered
 	Duration  time.Duration
