@@ -245,8 +245,8 @@ func newOutgoingID() string {
 // reason "shutdown", the calls in flight are aborted, and ctx.Err() is
 // returned: nothing accepted vanishes without a result. A message whose
 // send call was cut off on the wire fails with "shutdown in flight":
-// WeChat may have delivered it. Shutdown starts the
-// workers if Start was never called, so the queue still drains.
+// WeChat may have delivered it. Shutdown starts the workers if Start was
+// never called, so the queue still drains.
 func (s *Sender) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true

@@ -29,6 +29,7 @@ const (
 	// tokenLifeMax bounds an absurd one (WeChat's is 7200 seconds).
 	tokenLifeUnknown = 5 * time.Minute
 	tokenLifeMax     = 24 * time.Hour
+	tokenLifeEnding  = time.Second // expires_in 0
 
 	// After a failed fetch, callers get that failure back without a new
 	// call for a pause that doubles with each failure in a row: the
@@ -114,9 +115,16 @@ func (t *tokenCache) fail(err error, now time.Time) time.Duration {
 
 // tokenTTL is how long a token answered with expiresIn seconds is used:
 // until shortly before it expires, so it is replaced ahead of expiry.
-func tokenTTL(expiresIn int64) time.Duration {
+// Without expires_in (given false) a short life is assumed; zero or less
+// means the token is about to expire (stable_token answers what is left
+// of the current one), so it serves only for a moment.
+func tokenTTL(expiresIn int64, given bool) time.Duration {
 	life := tokenLifeUnknown
-	if expiresIn > 0 {
+	switch {
+	case !given:
+	case expiresIn <= 0:
+		return tokenLifeEnding
+	default:
 		life = time.Duration(min(expiresIn, int64(tokenLifeMax/time.Second))) * time.Second
 	}
 	return life - min(tokenMargin, life/5)
@@ -145,7 +153,7 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		tok, expiresIn, err := c.fetchToken(fctx)
+		tok, ttl, err := c.fetchToken(fctx)
 		if errors.Is(err, ErrNoCredentials) {
 			return "", err // no call was made: nothing to spare
 		}
@@ -155,7 +163,7 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 				"error", err, "pause", pause)
 			return "", err
 		}
-		c.tokens.set(tok, tokenTTL(expiresIn))
+		c.tokens.set(tok, ttl)
 		return tok, nil
 	})
 	select {
@@ -171,15 +179,15 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 
 // tokenAnswer is the answer of both token APIs.
 type tokenAnswer struct {
-	AccessToken string `json:"access_token"`
-	ExpiresIn   int64  `json:"expires_in"`
+	AccessToken string         `json:"access_token"`
+	ExpiresIn   *flexibleInt64 `json:"expires_in"` // nil when missing
 }
 
 // fetchToken asks WeChat for a token. stable_token is asked without
 // force_refresh: it answers the token that is valid now, which after an
 // invalidation elsewhere is the new one, and never invalidates the token
 // of another process sharing the account.
-func (c *Client) fetchToken(ctx context.Context) (string, int64, error) {
+func (c *Client) fetchToken(ctx context.Context) (string, time.Duration, error) {
 	if c.appID == "" || c.secret == "" {
 		return "", 0, ErrNoCredentials
 	}
@@ -223,8 +231,13 @@ func (c *Client) fetchToken(ctx context.Context) (string, int64, error) {
 	if ans.AccessToken == "" {
 		return "", 0, fmt.Errorf("wechat: access token: %w", &BadAnswerError{API: api, Err: errors.New("no access_token")})
 	}
-	c.log.Info("access token fetched", "api", api, "expires_in", ans.ExpiresIn)
-	return ans.AccessToken, ans.ExpiresIn, nil
+	var expiresIn int64
+	if ans.ExpiresIn != nil {
+		expiresIn = int64(*ans.ExpiresIn)
+	}
+	ttl := tokenTTL(expiresIn, ans.ExpiresIn != nil)
+	c.log.Info("access token fetched", "api", api, "expires_in", expiresIn, "cached_for", ttl)
+	return ans.AccessToken, ttl, nil
 }
 
 // tokenHint says what to do about a token API's errcode, where WeChat's

@@ -13,19 +13,47 @@ import (
 
 func TestTokenTTL(t *testing.T) {
 	tests := []struct {
+		name      string
 		expiresIn int64
+		given     bool
 		want      time.Duration
 	}{
-		{7200, 7200*time.Second - 5*time.Minute},
-		{300, 240 * time.Second},                // a stable token near its end keeps a fifth
-		{1, 800 * time.Millisecond},             // still used, briefly, rather than never
-		{0, 4 * time.Minute},                    // no expires_in: assume 5 minutes
-		{-5, 4 * time.Minute},                   // nonsense: the same
-		{1 << 40, 24*time.Hour - 5*time.Minute}, // absurd: capped, no overflow
+		{"7200s", 7200, true, 7200*time.Second - 5*time.Minute},
+		{"a stable token near its end keeps a fifth", 300, true, 240 * time.Second},
+		{"one second: used, briefly, rather than never", 1, true, 800 * time.Millisecond},
+		{"zero: about to expire, a moment only", 0, true, time.Second},
+		{"negative: the same", -5, true, time.Second},
+		{"missing: assume 5 minutes", 0, false, 4 * time.Minute},
+		{"absurd: capped, no overflow", 1 << 40, true, 24*time.Hour - 5*time.Minute},
 	}
 	for _, tt := range tests {
-		if got := tokenTTL(tt.expiresIn); got != tt.want {
-			t.Errorf("tokenTTL(%d) = %v, want %v", tt.expiresIn, got, tt.want)
+		if got := tokenTTL(tt.expiresIn, tt.given); got != tt.want {
+			t.Errorf("%s: tokenTTL(%d, %v) = %v, want %v", tt.name, tt.expiresIn, tt.given, got, tt.want)
+		}
+	}
+}
+
+// What the token APIs answer for expires_in decides how long the token
+// is used before the next fetch.
+func TestTokenExpiresInAnswers(t *testing.T) {
+	tests := []struct {
+		answer string
+		want   time.Duration
+	}{
+		{`{"access_token":"T","expires_in":7200}`, 7200*time.Second - 5*time.Minute},
+		{`{"access_token":"T","expires_in":"7200"}`, 7200*time.Second - 5*time.Minute},
+		{`{"access_token":"T","expires_in":0}`, time.Second},
+		{`{"access_token":"T"}`, 4 * time.Minute},
+	}
+	for _, tt := range tests {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(tt.answer))
+		}))
+		c := NewClient(ClientOptions{BaseURL: srv.URL, AppID: "wx1", AppSecret: "s", Logger: slog.New(slog.DiscardHandler)})
+		tok, ttl, err := c.fetchToken(context.Background())
+		srv.Close()
+		if err != nil || tok != "T" || ttl != tt.want {
+			t.Errorf("%s: %q, %v, %v; want T for %v", tt.answer, tok, ttl, err, tt.want)
 		}
 	}
 }
