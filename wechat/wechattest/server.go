@@ -124,7 +124,7 @@ type Server struct {
 	changed      chan struct{} // closed and replaced on each record or pending change
 	tokenFetches int
 	tokens       map[string]*tokenState
-	current      string // the token stable_token answers while valid
+	current      map[string]string // token API → its current token; the two are isolated, as on the real API
 	templates    map[string]bool
 	nextMsgID    int64
 	media        map[string]bool // issued media_id → still valid
@@ -147,6 +147,7 @@ func New(opts ...Option) *Server {
 		tokenTTL:    7200 * time.Second,
 		changed:     make(chan struct{}),
 		tokens:      make(map[string]*tokenState),
+		current:     make(map[string]string),
 		templates:   make(map[string]bool),
 		nextMsgID:   1000000001,
 		media:       make(map[string]bool),

@@ -94,6 +94,9 @@ func TestTokenEndpoints(t *testing.T) {
 	if legacy == forced {
 		t.Error("/cgi-bin/token did not issue a new token")
 	}
+	if got := stableToken(t, s, false); got != forced {
+		t.Error("a /cgi-bin/token fetch changed stable_token's token: the two are isolated")
+	}
 	// Superseded tokens live a grace period on; invalidation ends them all.
 	for _, tok := range []string{a, forced, legacy} {
 		if r := post(t, s, wechat.PathCustomSend, tok, text("u")); r.code() != 0 {
@@ -107,8 +110,8 @@ func TestTokenEndpoints(t *testing.T) {
 	if stableToken(t, s, false) == legacy {
 		t.Error("stable_token answered an invalidated token")
 	}
-	if got := s.TokenFetches(); got != 5 {
-		t.Errorf("TokenFetches = %d, want 5", got)
+	if got := s.TokenFetches(); got != 6 {
+		t.Errorf("TokenFetches = %d, want 6", got)
 	}
 
 	creds := []struct {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/wxreply/wxreply/wechat"
 )
 
 // tokenGrace is how long a token stays valid after a newer one was issued
@@ -29,19 +31,21 @@ func (s *Server) InvalidateTokens() {
 	for _, t := range s.tokens {
 		t.revoked = true
 	}
-	s.current = ""
+	clear(s.current)
 }
 
-// issueLocked makes a new token current; the old one lives tokenGrace on.
-func (s *Server) issueLocked(now time.Time) string {
-	if old, ok := s.tokens[s.current]; ok {
+// issueLocked makes a new token current for api; the old one of that API
+// lives tokenGrace on. /cgi-bin/token and stable_token do not touch each
+// other's tokens.
+func (s *Server) issueLocked(api string, now time.Time) string {
+	if old, ok := s.tokens[s.current[api]]; ok {
 		old.expires = minTime(old.expires, now.Add(tokenGrace))
 	}
 	var b [32]byte
 	_, _ = rand.Read(b[:])
 	tok := tokenPrefix + hex.EncodeToString(b[:])
 	s.tokens[tok] = &tokenState{expires: now.Add(s.tokenTTL)}
-	s.current = tok
+	s.current[api] = tok
 	return tok
 }
 
@@ -120,7 +124,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	tok := s.issueLocked(time.Now())
+	tok := s.issueLocked(wechat.PathToken, time.Now())
 	s.mu.Unlock()
 	writeJSON(w, map[string]any{"access_token": tok, "expires_in": int64(s.tokenTTL / time.Second)})
 }
@@ -147,9 +151,9 @@ func (s *Server) serveStableToken(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	s.mu.Lock()
-	tok := s.current
+	tok := s.current[wechat.PathStableToken]
 	if req.ForceRefresh || tok == "" || s.checkTokenLocked(tok, now) != 0 {
-		tok = s.issueLocked(now)
+		tok = s.issueLocked(wechat.PathStableToken, now)
 	}
 	left := s.tokens[tok].expires.Sub(now)
 	s.mu.Unlock()
