@@ -83,6 +83,11 @@ type Client struct {
 	tokens *tokenCache
 	media  *cache.Cache // mediaKey → mediaEntry
 	flight singleflight.Group
+
+	// life ends with Close. Token fetches and uploads shared by several
+	// callers outlive any one caller's context, but not this.
+	life  context.Context
+	close context.CancelFunc
 }
 
 // NewClient returns a Client for o.
@@ -116,7 +121,25 @@ func NewClient(o ClientOptions) *Client {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.life, c.close = context.WithCancel(context.Background())
 	return c
+}
+
+// Close aborts the token fetches and uploads still running on behalf of
+// callers that stopped waiting, and closes idle connections. Call it
+// when the Client is no longer used, after the Sender's Shutdown.
+func (c *Client) Close() {
+	c.close()
+	c.http.CloseIdleConnections()
+}
+
+// shared returns the context of a call made on behalf of every caller
+// waiting for it: ctx's values, none of its cancellation, the timeout,
+// and the Client's life.
+func (c *Client) shared(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	stop := context.AfterFunc(c.life, cancel)
+	return sctx, func() { stop(); cancel() }
 }
 
 // newHTTPClient keeps enough idle connections per host for a Sender's

@@ -88,7 +88,9 @@ func (c *Client) UploadMedia(ctx context.Context, mediaType, path string) (strin
 		if id, ok := c.cachedMedia(key, fi); ok {
 			return id, nil
 		}
-		return c.upload(context.WithoutCancel(ctx), mediaType, path)
+		uctx, cancel := c.shared(ctx, c.uploadTimeout)
+		defer cancel()
+		return c.upload(uctx, mediaType, path)
 	})
 	select {
 	case r := <-ch:

@@ -151,11 +151,11 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		if err := c.tokens.failure(time.Now()); err != nil {
 			return "", err
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		fctx, cancel := c.shared(ctx, c.timeout)
 		defer cancel()
 		tok, ttl, err := c.fetchToken(fctx)
-		if errors.Is(err, ErrNoCredentials) {
-			return "", err // no call was made: nothing to spare
+		if errors.Is(err, ErrNoCredentials) || c.life.Err() != nil {
+			return "", err // no call was made, or Close cut it off: nothing to pause for
 		}
 		if err != nil {
 			pause := c.tokens.fail(err, time.Now())

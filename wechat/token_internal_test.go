@@ -3,6 +3,7 @@ package wechat
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -131,5 +132,41 @@ func TestTokenFetchedAgainAfterPause(t *testing.T) {
 	}
 	if c.tokens.failure(time.Now()) != nil {
 		t.Error("the failure outlived a fetched token")
+	}
+}
+
+// A token fetch outlives the caller that started it (others may wait for
+// it), but not Close: no goroutine is left calling WeChat after it.
+func TestCloseAbortsSharedCalls(t *testing.T) {
+	aborted, quit := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body) // so that the server notices the client leave
+		select {                           // never answers
+		case <-r.Context().Done():
+			close(aborted)
+		case <-quit: // the test failed
+		}
+	}))
+	defer srv.Close()
+	defer close(quit)
+	c := NewClient(ClientOptions{BaseURL: srv.URL, AppID: "wx1", AppSecret: "s", Timeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Token(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Token = %v, want the caller's deadline", err)
+	}
+	select {
+	case <-aborted:
+		t.Fatal("the fetch stopped with its first caller")
+	case <-time.After(100 * time.Millisecond):
+	}
+	c.Close()
+	select {
+	case <-aborted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the fetch outlived Close")
+	}
+	if err := c.tokens.failure(time.Now()); err != nil {
+		t.Errorf("Close left a failure pause: %v", err)
 	}
 }
