@@ -23,6 +23,7 @@ type app struct {
 	cfg    *config
 	log    *slog.Logger
 	engine *rules.Engine
+	client *wechat.Client
 	sender *wechat.Sender
 	http   *http.Server
 }
@@ -73,6 +74,7 @@ func newApp(c *config, log *slog.Logger) (*app, error) {
 		cfg:    c,
 		log:    log,
 		engine: engine,
+		client: client,
 		sender: sender,
 		http: &http.Server{
 			Handler:           handlers.New(cfg),
@@ -131,6 +133,9 @@ func (a *app) run(ctx context.Context, ln net.Listener, reload <-chan os.Signal)
 	defer cancel()
 	httpErr := a.http.Shutdown(sctx)
 	sendErr := a.sender.Shutdown(sctx)
+	// Only now: a token fetch or upload shared by queued sends must not be
+	// cut off while the queue drains.
+	a.client.Close()
 	stopWatch()
 	bg.Wait()
 	if err := errors.Join(serveErr, httpErr, sendErr); err != nil {

@@ -63,7 +63,7 @@ func TestWrkLoad(t *testing.T) {
 		{"minimal (again)", target(minimal.URL)},
 		{"wxreply (again)", target(wx.URL)},
 	} {
-		out, err := exec.Command("wrk", "-t2", "-c32", "-d"+duration, "--latency", "-s", script, c.url).CombinedOutput()
+		out, err := exec.Command("wrk", "-t1", "-c32", "-d"+duration, "--latency", "-s", script, c.url).CombinedOutput()
 		if err != nil {
 			t.Fatalf("wrk: %v\n%s", err, out)
 		}
