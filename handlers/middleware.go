@@ -26,6 +26,16 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 		LogError:     true,
 		HandleError:  true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelInfo
+			if v.Status >= 500 {
+				level = slog.LevelError
+			} else if v.Status >= 400 {
+				level = slog.LevelWarn
+			}
+			ctx := c.Request().Context()
+			if !log.Enabled(ctx, level) {
+				return nil
+			}
 			attrs := []slog.Attr{
 				slog.String("method", v.Method),
 				slog.String("path", v.URIPath),
@@ -40,13 +50,7 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 			if v.Error != nil {
 				attrs = append(attrs, slog.String("error", v.Error.Error()))
 			}
-			level := slog.LevelInfo
-			if v.Status >= 500 {
-				level = slog.LevelError
-			} else if v.Status >= 400 {
-				level = slog.LevelWarn
-			}
-			log.LogAttrs(c.Request().Context(), level, "http request", attrs...)
+			log.LogAttrs(ctx, level, "http request", attrs...)
 			return nil
 		},
 	})

@@ -63,16 +63,23 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) *wechat.Cust
 	}
 
 	d := r.Rules.Decide(m)
-	attrs := []any{"openid", m.FromUserName, "msg_id", msgIDOf(m), "msg_type", m.MsgType}
-	if m.Event != "" {
-		attrs = append(attrs, "event", m.Event)
+	// The attributes are built only when the line is written: this runs
+	// for every callback, inside WeChat's five seconds.
+	if log.Enabled(ctx, slog.LevelInfo) {
+		attrs := []any{"openid", m.FromUserName, "msg_id", msgIDOf(m), "msg_type", m.MsgType}
+		if m.Event != "" {
+			attrs = append(attrs, "event", m.Event)
+		}
+		if len(d.Rules) == 0 {
+			log.InfoContext(ctx, "no rule matched", attrs...)
+		} else {
+			log.InfoContext(ctx, "rules matched", append(attrs, "rule", strings.Join(d.Rules, ","),
+				"replies", len(d.Replies), "passive", d.Passive != nil)...)
+		}
 	}
 	if len(d.Rules) == 0 {
-		log.InfoContext(ctx, "no rule matched", attrs...)
 		return d.Passive
 	}
-	log.InfoContext(ctx, "rules matched", append(attrs, "rule", strings.Join(d.Rules, ","),
-		"replies", len(d.Replies), "passive", d.Passive != nil)...)
 	if len(d.Replies) == 0 {
 		return d.Passive
 	}
