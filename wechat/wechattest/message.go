@@ -40,20 +40,10 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Body = body
-	f, ok := s.takeFailure(r.Context(), api)
-	if !ok || !sleep(r.Context(), f.delay) {
-		rec.Abandoned = true
-		s.record(rec)
+	code, done := s.forcedFailure(w, r, api, &rec)
+	if done {
 		return
 	}
-	if f.status != 0 || f.raw {
-		rec.HTTPStatus = max(f.status, http.StatusOK)
-		rec.Garbled = f.raw
-		s.record(rec)
-		writeForced(w, f)
-		return
-	}
-	code := f.code
 
 	ans := answer{code, "forced failure"}
 	s.mu.Lock()
@@ -243,6 +233,27 @@ func (s *Server) recipientLocked(openid string) answer {
 	return okAnswer
 }
 
+// forcedFailure applies what the fake was told to do to the next call of
+// api: wait, drop the call, or answer a forced HTTP status or garbled
+// body (done: the call is recorded and answered). Otherwise it returns the
+// forced errcode, 0 for none.
+func (s *Server) forcedFailure(w http.ResponseWriter, r *http.Request, api string, rec *Received) (code int, done bool) {
+	f, ok := s.takeFailure(r.Context(), api)
+	if !ok || !sleep(r.Context(), f.delay) {
+		rec.Abandoned = true
+		s.record(*rec)
+		return 0, true
+	}
+	if f.status != 0 || f.raw {
+		rec.HTTPStatus = max(f.status, http.StatusOK)
+		rec.Garbled = f.raw
+		s.record(*rec)
+		writeForced(w, f)
+		return 0, true
+	}
+	return f.code, false
+}
+
 // serveUpload is media/upload: multipart field "media", answered with a
 // media_id (thumb_media_id for type=thumb, as the real API does).
 func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
@@ -254,20 +265,10 @@ func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request) {
 	api := r.URL.Path
 	q := r.URL.Query()
 	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK, MediaType: q.Get("type")}
-	f, ok := s.takeFailure(r.Context(), api)
-	if !ok || !sleep(r.Context(), f.delay) {
-		rec.Abandoned = true
-		s.record(rec)
+	code, done := s.forcedFailure(w, r, api, &rec)
+	if done {
 		return
 	}
-	if f.status != 0 || f.raw {
-		rec.HTTPStatus = max(f.status, http.StatusOK)
-		rec.Garbled = f.raw
-		s.record(rec)
-		writeForced(w, f)
-		return
-	}
-	code := f.code
 	ans := answer{code, "forced failure"}
 	if ans.code == 0 {
 		s.mu.Lock()
