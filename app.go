@@ -51,10 +51,12 @@ func newApp(c *config, log *slog.Logger) (*app, error) {
 	})
 	window := wechat.NewWindow(wechat.DefaultWindow)
 	sender := wechat.NewSender(wechat.SenderOptions{
-		Client: client,
-		Window: window,
-		Typing: c.typing,
-		Logger: log,
+		Client:    client,
+		Window:    window,
+		Workers:   c.workers,
+		QueueSize: c.queueSize,
+		Typing:    c.typing,
+		Logger:    log,
 	})
 	responder := &rules.Responder{Rules: engine, Sender: sender, Window: window, Logger: log}
 	metrics := handlers.NewMetrics()

@@ -21,6 +21,8 @@ type config struct {
 	apiKey                          string
 
 	shutdownTimeout time.Duration
+	workers         int
+	queueSize       int
 	typing          bool
 	legacyToken     bool
 	logLevel        string
@@ -44,6 +46,8 @@ func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Wr
 	fs.StringVar(&c.rulesPath, "rules", envOr(getenv, "WXREPLY_RULES", "rules.yaml"), "the rules file (WXREPLY_RULES)")
 	fs.StringVar(&c.apiKey, "api-key", getenv("WXREPLY_API_KEY"), "bearer key for the push API under /api/v1; empty: push API off (WXREPLY_API_KEY)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.envDuration(getenv, "shutdown-timeout", "WXREPLY_SHUTDOWN_TIMEOUT", 25*time.Second), "how long SIGTERM waits for requests and queued replies (WXREPLY_SHUTDOWN_TIMEOUT)")
+	fs.IntVar(&c.workers, "workers", c.envInt(getenv, "workers", "WXREPLY_WORKERS", 8), "users served in parallel by the sender (WXREPLY_WORKERS)")
+	fs.IntVar(&c.queueSize, "queue-size", c.envInt(getenv, "queue-size", "WXREPLY_QUEUE_SIZE", 10000), "replies waiting to be sent, over all users, before new ones are refused (WXREPLY_QUEUE_SIZE)")
 	fs.BoolVar(&c.typing, "typing", c.envBool(getenv, "typing", "WXREPLY_TYPING"), "send the typing indicator before replies that wait (WXREPLY_TYPING)")
 	fs.BoolVar(&c.legacyToken, "legacy-token", c.envBool(getenv, "legacy-token", "WXREPLY_LEGACY_TOKEN"), "fetch tokens from /cgi-bin/token instead of stable_token (WXREPLY_LEGACY_TOKEN)")
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "WXREPLY_LOG_LEVEL", "info"), "debug, info, warn or error (WXREPLY_LOG_LEVEL)")
@@ -82,6 +86,20 @@ func (c *config) envDuration(getenv func(string) string, flagName, key string, d
 	return d
 }
 
+// envInt is key as a whole number, def when it is unset.
+func (c *config) envInt(getenv func(string) string, flagName, key string, def int) int {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		c.envErr(flagName, fmt.Errorf("%s=%q is not a whole number", key, v))
+		return def
+	}
+	return n
+}
+
 // envBool is key as a boolean (true, false, 1, 0 …), false when unset.
 func (c *config) envBool(getenv func(string) string, flagName, key string) bool {
 	v := getenv(key)
@@ -106,7 +124,7 @@ func (c *config) envErr(flagName string, err error) {
 // It never repeats a secret's value.
 func (c *config) validate() error {
 	// Map order is random: report the environment problems in flag order.
-	for _, name := range []string{"shutdown-timeout", "typing", "legacy-token"} {
+	for _, name := range []string{"shutdown-timeout", "workers", "queue-size", "typing", "legacy-token"} {
 		if err := c.envErrs[name]; err != nil {
 			return err
 		}
@@ -133,6 +151,12 @@ func (c *config) validate() error {
 	}
 	if c.shutdownTimeout <= 0 {
 		return errors.New("-shutdown-timeout must be positive")
+	}
+	if c.workers < 1 || c.workers > 1000 {
+		return fmt.Errorf("WXREPLY_WORKERS (or -workers) must be from 1 to 1000, got %d", c.workers)
+	}
+	if c.queueSize < 1 {
+		return fmt.Errorf("WXREPLY_QUEUE_SIZE (or -queue-size) must be positive, got %d", c.queueSize)
 	}
 	return nil
 }

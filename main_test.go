@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/wxreply/wxreply/wechat"
 )
 
 // runWith runs the command line in process with env as the environment.
@@ -81,6 +88,9 @@ func TestServeConfigErrors(t *testing.T) {
 			[]string{"-shutdown-timeout", "5s"}, "nope.yaml"},
 		{"negative shutdown timeout", nil, []string{"-shutdown-timeout", "-1s"}, "-shutdown-timeout"},
 		{"typing not a boolean", map[string]string{"WXREPLY_TYPING": "yes please"}, nil, "WXREPLY_TYPING"},
+		{"workers not a number", map[string]string{"WXREPLY_WORKERS": "eight"}, nil, `WXREPLY_WORKERS="eight"`},
+		{"no workers", map[string]string{"WXREPLY_WORKERS": "0"}, nil, "WXREPLY_WORKERS (or -workers) must be from 1 to 1000"},
+		{"queue size flag", nil, []string{"-queue-size", "0"}, "WXREPLY_QUEUE_SIZE (or -queue-size) must be positive"},
 		{"legacy token not a boolean", map[string]string{"WXREPLY_LEGACY_TOKEN": "on"}, nil, "WXREPLY_LEGACY_TOKEN"},
 		{"API base not a URL", map[string]string{"WECHAT_API_BASE": "api.weixin.qq.com"}, nil, "WECHAT_API_BASE"},
 		{"bad log level", map[string]string{"WXREPLY_LOG_LEVEL": "loud"}, nil, "-log-level"},
@@ -120,4 +130,27 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestSenderSizesReachTheSender checks that -workers and -queue-size are
+// wired: with a queue of one, a second message is refused.
+func TestSenderSizesReachTheSender(t *testing.T) {
+	c := config{token: "t", apiBase: "http://127.0.0.1:1", rulesPath: filepath.Join("test", "testdata", "rules.yaml"),
+		shutdownTimeout: time.Second, workers: 1, queueSize: 1, logLevel: "error", logFormat: "text"}
+	a, err := newApp(&c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func() wechat.Outgoing {
+		return wechat.Outgoing{Custom: &wechat.CustomMessage{ToUser: "o1", MsgType: "text", Text: &wechat.Text{Content: "x"}}}
+	}
+	if _, err := a.sender.Enqueue(msg()); err != nil {
+		t.Fatalf("first message refused: %v", err)
+	}
+	if _, err := a.sender.Enqueue(msg()); !errors.Is(err, wechat.ErrQueueFull) {
+		t.Fatalf("second message into a queue of one: %v, want ErrQueueFull", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_ = a.sender.Shutdown(ctx)
 }
