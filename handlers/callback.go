@@ -75,10 +75,11 @@ func (cb *callback) receive(c echo.Context) error {
 		cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags)...)
 	}
 
-	a, first := cb.dedupe.begin(m.DedupeKey())
+	key := m.DedupeKey()
+	a, first := cb.dedupe.begin(key)
 	var reply []byte
 	if first {
-		reply = cb.handle(c.Request().Context(), m, a)
+		reply = cb.handle(c.Request().Context(), m, key, a)
 	} else {
 		cb.log.Info("dropped WeChat retry of a callback already handled", msgAttrs(m)...)
 		reply, _ = a.wait()
@@ -90,8 +91,8 @@ func (cb *callback) receive(c echo.Context) error {
 // the passive reply's plaintext XML, or nil to answer success. It records
 // that on a, for the retries, even when the Responder panics: a retry
 // waiting on a then gets success at once instead of a timeout.
-func (cb *callback) handle(ctx context.Context, m *wechat.Message, a *answer) (reply []byte) {
-	defer func() { a.finish(reply) }()
+func (cb *callback) handle(ctx context.Context, m *wechat.Message, key string, a *answer) (reply []byte) {
+	defer func() { cb.dedupe.finish(key, a, reply) }()
 	passive := cb.responder.Respond(ctx, m)
 	if passive == nil {
 		return nil

@@ -22,6 +22,11 @@ const retryWait = 4 * time.Second
 // handled.
 type dedupe struct {
 	seen *cache.Cache
+	// none is the finished answer of every callback answered success.
+	// Most callbacks are, and one shared value for them keeps a minute of
+	// MsgIds down to the keys alone: the garbage collector scans what the
+	// cache holds on every cycle, at the callback's expense.
+	none *answer
 }
 
 // answer is the passive reply decided for the first copy of a callback:
@@ -33,7 +38,9 @@ type answer struct {
 }
 
 func newDedupe(ttl time.Duration) *dedupe {
-	return &dedupe{seen: cache.New(ttl, ttl)}
+	none := &answer{done: make(chan struct{})}
+	close(none.done)
+	return &dedupe{seen: cache.New(ttl, ttl), none: none}
 }
 
 // begin registers key. first is true when this is the first copy: the
@@ -53,10 +60,16 @@ func (d *dedupe) begin(key string) (a *answer, first bool) {
 	}
 }
 
-// finish records the first copy's reply and releases any waiting retries.
-func (a *answer) finish(reply []byte) {
+// finish records the first copy's reply under key and releases any
+// retries waiting on a.
+func (d *dedupe) finish(key string, a *answer, reply []byte) {
 	a.reply = reply
 	close(a.done)
+	if reply == nil {
+		// Retries from now on get the shared answer; those already
+		// waiting hold a.
+		d.seen.Set(key, d.none, cache.DefaultExpiration)
+	}
 }
 
 // wait returns the first copy's reply, or ok false when it is not ready

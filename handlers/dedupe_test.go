@@ -15,11 +15,16 @@ func TestDedupeForgets(t *testing.T) {
 	const ttl = 20 * time.Millisecond
 	d := newDedupe(ttl)
 	for i := range 1000 {
-		a, first := d.begin("msg:" + strconv.Itoa(i))
+		key := "msg:" + strconv.Itoa(i)
+		a, first := d.begin(key)
 		if !first {
 			t.Fatalf("key %d taken for a retry", i)
 		}
-		a.finish([]byte("<xml/>"))
+		var reply []byte
+		if i%2 == 0 { // half answered success, which share one answer
+			reply = []byte("<xml/>")
+		}
+		d.finish(key, a, reply)
 	}
 	for deadline := time.Now().Add(5 * time.Second); d.seen.ItemCount() > 0; time.Sleep(ttl) {
 		if time.Now().After(deadline) {
@@ -45,7 +50,7 @@ func TestDedupeOneFirstCopy(t *testing.T) {
 			a, first := d.begin("evt:o:1:subscribe")
 			if first {
 				firsts.Add(1)
-				a.finish([]byte("reply"))
+				d.finish("evt:o:1:subscribe", a, []byte("reply"))
 			}
 			r, ok := a.wait()
 			if ok {
@@ -61,5 +66,40 @@ func TestDedupeOneFirstCopy(t *testing.T) {
 		if r != "reply" {
 			t.Errorf("copy %d got %q", i, r)
 		}
+	}
+}
+
+// TestDedupeSuccessShared: a callback answered success is remembered as
+// the shared finished answer, and its retries, waiting already or
+// arriving later, are answered success too.
+func TestDedupeSuccessShared(t *testing.T) {
+	d := newDedupe(time.Minute)
+	a, first := d.begin("msg:1")
+	if !first {
+		t.Fatal("first copy taken for a retry")
+	}
+	waiting := make(chan []byte)
+	go func() {
+		b, _ := d.begin("msg:1")
+		r, ok := b.wait()
+		if !ok {
+			r = []byte("timeout")
+		}
+		waiting <- r
+	}()
+	time.Sleep(10 * time.Millisecond) // let the retry start waiting on a
+	d.finish("msg:1", a, nil)
+	if r := <-waiting; r != nil {
+		t.Fatalf("retry waiting during the first copy got %q, want success (nil)", r)
+	}
+	later, first := d.begin("msg:1")
+	if first {
+		t.Fatal("a retry after the first copy was handled again")
+	}
+	if later != d.none {
+		t.Fatal("a finished success is not remembered as the shared answer")
+	}
+	if r, ok := later.wait(); !ok || r != nil {
+		t.Fatalf("later retry got %q, %v", r, ok)
 	}
 }
