@@ -178,8 +178,8 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	<-logsDone // before Wait, which closes the pipe under the reader
 	err = cmd.Wait()
-	<-logsDone
 	if err != nil {
 		t.Fatalf("wxreply exited with %v after SIGTERM:\n%s", err, logs.String())
 	}

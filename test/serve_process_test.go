@@ -73,8 +73,10 @@ func (p *process) stop(t *testing.T, sig syscall.Signal) int {
 
 func (p *process) wait(t *testing.T) int {
 	t.Helper()
-	err := p.cmd.Wait()
+	// Drain stderr before Wait: Wait closes the pipe, and lines the
+	// process wrote just before it exited would be lost.
 	<-p.done
+	err := p.cmd.Wait()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return exit.ExitCode()
