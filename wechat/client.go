@@ -133,6 +133,21 @@ func (c *Client) Close() {
 	c.http.CloseIdleConnections()
 }
 
+// awaitShared waits for the string result of a singleflight call shared
+// with other callers, or for ctx: a caller that gives up leaves the call
+// running for the others.
+func awaitShared(ctx context.Context, ch <-chan singleflight.Result) (string, error) {
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
 // shared returns the context of a call made on behalf of every caller
 // waiting for it: ctx's values, none of its cancellation, the timeout,
 // and the Client's life.

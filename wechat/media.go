@@ -92,15 +92,7 @@ func (c *Client) UploadMedia(ctx context.Context, mediaType, path string) (strin
 		defer cancel()
 		return c.upload(uctx, mediaType, path)
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	return awaitShared(ctx, ch)
 }
 
 // EvictMedia forgets the cached media_id of a file, after WeChat answered

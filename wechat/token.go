@@ -166,15 +166,7 @@ func (c *Client) Token(ctx context.Context) (string, error) {
 		c.tokens.set(tok, ttl)
 		return tok, nil
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	return awaitShared(ctx, ch)
 }
 
 // tokenAnswer is the answer of both token APIs.
