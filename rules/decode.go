@@ -259,15 +259,9 @@ func (c *checker) checkStruct(n *yaml.Node, t reflect.Type, path string) {
 			merges = append(merges, v)
 			continue
 		}
-		if k.Kind != yaml.ScalarNode {
-			c.add(k, path, true, "keys must be strings, got %s", describe(k))
+		if !c.newKey(k, seen, path) {
 			continue
 		}
-		if first, dup := seen[k.Value]; dup {
-			c.add(k, path, true, "duplicate key %q (first at line %d)", k.Value, first.Line)
-			continue
-		}
-		seen[k.Value] = k
 		ft, ok := sf.byName[k.Value]
 		if !ok {
 			c.add(k, path, false, "unknown key %q; known keys: %s", k.Value, strings.Join(sf.names, ", "))
@@ -304,19 +298,28 @@ func (c *checker) checkStruct(n *yaml.Node, t reflect.Type, path string) {
 	}
 }
 
+// newKey checks one key of a mapping: a string, not seen before in it. It
+// records the key in seen and reports whether its value is to be checked.
+func (c *checker) newKey(k *yaml.Node, seen map[string]*yaml.Node, path string) bool {
+	if k.Kind != yaml.ScalarNode {
+		c.add(k, path, true, "keys must be strings, got %s", describe(k))
+		return false
+	}
+	if first, dup := seen[k.Value]; dup {
+		c.add(k, path, true, "duplicate key %q (first at line %d)", k.Value, first.Line)
+		return false
+	}
+	seen[k.Value] = k
+	return true
+}
+
 func (c *checker) checkMap(n *yaml.Node, t reflect.Type, path string) {
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := resolveAlias(n.Content[i])
-		if k.Kind != yaml.ScalarNode {
-			c.add(k, path, true, "keys must be strings, got %s", describe(k))
+		if !c.newKey(k, seen, path) {
 			continue
 		}
-		if first, dup := seen[k.Value]; dup {
-			c.add(k, path, true, "duplicate key %q (first at line %d)", k.Value, first.Line)
-			continue
-		}
-		seen[k.Value] = k
 		c.check(n.Content[i+1], t.Elem(), joinPath(path, k.Value))
 	}
 }
