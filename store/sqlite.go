@@ -1,0 +1,515 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite" // the database/sql driver "sqlite", pure Go
+)
+
+// The embedded store: SQLite through modernc.org/sqlite (no cgo, so the
+// static build stays), in WAL mode, written by one goroutine that
+// group-commits. Every operation, read or write, is a closure run by that
+// goroutine inside a transaction with whatever other operations were
+// waiting; each caller is answered only after the COMMIT. Under load one
+// COMMIT carries hundreds of operations; when idle, each goes at once.
+//
+// synchronous=NORMAL: in WAL mode a committed transaction survives the
+// process's death (kill -9, a panic) because it is in the WAL file; only
+// a power cut or a kernel crash may lose the last transactions, which is
+// what the contract allows.
+
+// SQLiteOptions configures OpenSQLite.
+type SQLiteOptions struct {
+	// Dir is the store's directory, created when missing; "" keeps the
+	// database in memory.
+	Dir string
+
+	// Retention is how long an ended item stays for Status; default
+	// DefaultRetention.
+	Retention time.Duration
+
+	// WindowTTL is the length of the customer-service window; default
+	// 48 hours.
+	WindowTTL time.Duration
+
+	// MaxPages caps the database's size in pages (4 KiB each), so that
+	// tests can fill it the way a full disk would; 0: no cap.
+	MaxPages int
+
+	Logger *slog.Logger // nil: slog.Default()
+	Now    func() time.Time
+}
+
+// DefaultRetention is how long an ended item's status is kept.
+const DefaultRetention = 24 * time.Hour
+
+// earlyTemplateTTL is how long a TEMPLATESENDJOBFINISH event for an
+// unknown msgid waits for its send to be recorded. Events of template
+// messages sent by other systems of the account never are, so it is short.
+const earlyTemplateTTL = time.Minute
+
+// maxBatch bounds the operations of one transaction, so that a caller
+// waits for at most one long COMMIT.
+const maxBatch = 512
+
+// pruneEvery is how often ended items and expired marks are deleted;
+// pruneChunk bounds the rows one pruning transaction deletes.
+const (
+	pruneEvery     = 10 * time.Second
+	pruneChunk     = 5000
+	maxPruneChunks = 20
+)
+
+// SQLite is the embedded Store.
+type SQLite struct {
+	o    SQLiteOptions
+	log  *slog.Logger
+	db   *sql.DB
+	conn *sql.Conn // the one connection: an in-memory database lives in it
+	lock *os.File  // the directory's lock, nil in memory
+
+	ops     chan *op
+	stopped chan struct{} // closed by Close
+	done    chan struct{} // closed when the writer returned
+	closeMu sync.Once
+
+	health atomic.Pointer[error] // nil: writable
+	stats  struct {
+		commits, ops, failed atomic.Int64
+		nanos, last          atomic.Int64
+	}
+
+	// Owned by the writer goroutine.
+	stmts     map[string]*sql.Stmt
+	lastPrune time.Time
+}
+
+var _ Store = (*SQLite)(nil)
+
+// op is one operation for the writer. fn runs inside the batch's
+// transaction and must leave no change behind when it returns a logical
+// error (ErrLeaseLost, ErrIdempotencyConflict): those are the caller's
+// answer, not the transaction's failure.
+type op struct {
+	ctx   context.Context
+	fn    func(tx *txn) error
+	write bool
+	err   error
+	done  chan struct{}
+}
+
+// OpenSQLite opens (creating when needed) the store in o.Dir, or in
+// memory. A directory is locked: a second process opening it fails at
+// once instead of corrupting the order of the first's lanes.
+func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
+	if o.Retention <= 0 {
+		o.Retention = DefaultRetention
+	}
+	if o.WindowTTL <= 0 {
+		o.WindowTTL = 48 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &SQLite{
+		o: o, log: o.Logger,
+		ops:     make(chan *op, 4*maxBatch),
+		stopped: make(chan struct{}),
+		done:    make(chan struct{}),
+		stmts:   make(map[string]*sql.Stmt),
+	}
+	dsn := "file::memory:"
+	if o.Dir != "" {
+		if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+			return nil, fmt.Errorf("store directory %s: %w", o.Dir, err)
+		}
+		lock, err := lockDir(o.Dir)
+		if err != nil {
+			return nil, err
+		}
+		s.lock = lock
+		dsn = "file:" + filepath.Join(o.Dir, "wxreply.db")
+	}
+	if err := s.open(dsn); err != nil {
+		s.release()
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// pragmas are run on the connection before anything else.
+var pragmas = []string{
+	"PRAGMA journal_mode=WAL",
+	"PRAGMA synchronous=NORMAL",
+	"PRAGMA busy_timeout=5000",
+	"PRAGMA foreign_keys=OFF",
+	"PRAGMA temp_store=MEMORY",
+	"PRAGMA cache_size=-16000", // 16 MB of page cache
+}
+
+func (s *SQLite) open(dsn string) error {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	s.db = db
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return s.openErr(err)
+	}
+	s.conn = conn
+	stmts := append([]string{}, pragmas...)
+	if s.o.MaxPages > 0 {
+		stmts = append(stmts, fmt.Sprintf("PRAGMA max_page_count=%d", s.o.MaxPages))
+	}
+	stmts = append(stmts, schema...)
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return s.openErr(fmt.Errorf("%s: %w", q, err))
+		}
+	}
+	// The lock proves that no other process holds a lease: every lane
+	// claimed before this start is free again.
+	if _, err := conn.ExecContext(ctx, "UPDATE lanes SET due_at = (SELECT MIN(next_at) FROM items WHERE items.openid = lanes.openid AND state = 0) WHERE due_at > ?", s.o.Now().UnixMilli()); err != nil {
+		return s.openErr(err)
+	}
+	return nil
+}
+
+func (s *SQLite) openErr(err error) error {
+	if s.o.Dir != "" {
+		return fmt.Errorf("store %s: %w", s.o.Dir, err)
+	}
+	return fmt.Errorf("store: %w", err)
+}
+
+func (s *SQLite) release() {
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+}
+
+// Close lets the operations already submitted finish, stops the writer
+// and closes the database.
+func (s *SQLite) Close() error {
+	s.closeMu.Do(func() { close(s.stopped) })
+	<-s.done
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	var err error
+	if s.conn != nil {
+		if s.o.Dir != "" {
+			// Fold the WAL back into the database, so that a copy of
+			// the file alone is a whole backup.
+			_, _ = s.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+		}
+		err = s.conn.Close()
+		s.conn = nil
+	}
+	s.release()
+	return err
+}
+
+// Healthy is nil while the last write committed.
+func (s *SQLite) Healthy() error {
+	if p := s.health.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Stats reports commits and their cost.
+func (s *SQLite) Stats() Stats {
+	return Stats{
+		Commits:       s.stats.commits.Load(),
+		Ops:           s.stats.ops.Load(),
+		CommitFailed:  s.stats.failed.Load(),
+		CommitSeconds: time.Duration(s.stats.nanos.Load()).Seconds(),
+		LastCommit:    time.Duration(s.stats.last.Load()),
+	}
+}
+
+// do runs fn in the writer and waits for its COMMIT.
+func (s *SQLite) do(ctx context.Context, write bool, fn func(tx *txn) error) error {
+	o := &op{ctx: ctx, fn: fn, write: write, done: make(chan struct{})}
+	select {
+	case <-s.stopped:
+		return ErrClosed
+	default:
+	}
+	select {
+	case s.ops <- o:
+	case <-s.stopped:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		// The operation may still commit: callers treat this as not
+		// knowing, which for Accept means answering 503 so that WeChat
+		// retries, and the retry finds the mark if it did commit.
+		return ctx.Err()
+	}
+}
+
+// writer is the one goroutine that touches the database.
+func (s *SQLite) writer() {
+	defer close(s.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	batch := make([]*op, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-tick.C:
+			s.housekeep()
+			continue
+		case <-s.stopped:
+			// Finish what was submitted before Close.
+			for {
+				select {
+				case o := <-s.ops:
+					batch = append(batch, o)
+					if len(batch) == maxBatch {
+						s.run(batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						s.run(batch)
+					}
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.run(batch)
+	}
+}
+
+// housekeep prunes what has expired and, while the store is unhealthy,
+// probes whether it can be written again.
+func (s *SQLite) housekeep() {
+	now := s.o.Now()
+	if s.Healthy() != nil {
+		s.run([]*op{{ctx: context.Background(), write: true, done: make(chan struct{}), fn: func(tx *txn) error {
+			return tx.exec("INSERT INTO meta(key, value) VALUES('probe', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", now.UnixMilli())
+		}}})
+	}
+	if now.Sub(s.lastPrune) < pruneEvery {
+		return
+	}
+	s.lastPrune = now
+	// One chunk a transaction, so that callers wait behind one chunk at
+	// most; a busy server's marks can outgrow a chunk per tick.
+	for range maxPruneChunks {
+		more := false
+		s.run([]*op{{ctx: context.Background(), write: true, done: make(chan struct{}), fn: func(tx *txn) error {
+			var err error
+			more, err = s.prune(tx, now)
+			return err
+		}}})
+		if !more {
+			return
+		}
+		s.lastPrune = time.Time{} // not done: again at the next tick
+	}
+}
+
+// run executes a batch in one transaction. When a statement fails the
+// transaction is rolled back and each operation is run again on its own,
+// so that one operation's failure is not its neighbours'.
+func (s *SQLite) run(batch []*op) {
+	live := batch[:0:0]
+	for _, o := range batch {
+		if o.ctx.Err() != nil {
+			o.err = o.ctx.Err() // its caller is gone: do not record it
+			close(o.done)
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if err := s.runTxn(live); err != nil && len(live) > 1 {
+		for _, o := range live {
+			_ = s.runTxn([]*op{o})
+		}
+	} else if err != nil {
+		live[0].err = err
+	}
+	for _, o := range live {
+		close(o.done)
+	}
+}
+
+// runTxn runs ops in one transaction and sets each one's err. It returns
+// a database error that rolled the transaction back, after which the
+// ops' errs are not final.
+func (s *SQLite) runTxn(ops []*op) error {
+	start := time.Now()
+	ctx := context.Background()
+	tx := &txn{s: s, ctx: ctx}
+	write := false
+	if _, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		s.failed(err, true)
+		for _, o := range ops {
+			o.err = s.dbErr(err)
+		}
+		return err
+	}
+	for _, o := range ops {
+		err := o.fn(tx)
+		if err != nil && !logical(err) {
+			_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+			s.failed(err, o.write)
+			for _, o := range ops {
+				o.err = s.dbErr(err)
+			}
+			return err
+		}
+		o.err = err
+		write = write || o.write
+	}
+	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		s.failed(err, true)
+		for _, o := range ops {
+			o.err = s.dbErr(err)
+		}
+		return err
+	}
+	took := time.Since(start)
+	s.stats.commits.Add(1)
+	s.stats.ops.Add(int64(len(ops)))
+	s.stats.nanos.Add(int64(took))
+	s.stats.last.Store(int64(took))
+	if write && s.health.Load() != nil {
+		s.health.Store(nil)
+		s.log.Info("store writable again", "store", s.where())
+	}
+	return nil
+}
+
+// failed records a failed transaction; one that tried to write makes the
+// store unhealthy until a write commits again.
+func (s *SQLite) failed(err error, write bool) {
+	s.stats.failed.Add(1)
+	if !write {
+		return
+	}
+	e := s.dbErr(err)
+	if s.health.Swap(&e) == nil {
+		s.log.Error("store cannot be written: callbacks are answered 503 until it can", "store", s.where(), "error", err.Error())
+	}
+}
+
+func (s *SQLite) dbErr(err error) error {
+	return fmt.Errorf("store %s: %w", s.where(), err)
+}
+
+func (s *SQLite) where() string {
+	if s.o.Dir == "" {
+		return Memory
+	}
+	return s.o.Dir
+}
+
+func logical(err error) bool {
+	return errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrIdempotencyConflict)
+}
+
+// txn is the writer's view of the current transaction: statements are
+// prepared once and reused.
+type txn struct {
+	s   *SQLite
+	ctx context.Context
+}
+
+func (t *txn) stmt(q string) (*sql.Stmt, error) {
+	if st, ok := t.s.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := t.s.conn.PrepareContext(t.ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	t.s.stmts[q] = st
+	return st, nil
+}
+
+func (t *txn) exec(q string, args ...any) error {
+	_, err := t.execN(q, args...)
+	return err
+}
+
+// execN runs q and returns how many rows it changed.
+func (t *txn) execN(q string, args ...any) (int64, error) {
+	st, err := t.stmt(q)
+	if err != nil {
+		return 0, err
+	}
+	res, err := st.ExecContext(t.ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// row runs a query expected to return at most one row; found is false
+// when it returned none.
+func (t *txn) row(q string, args []any, dest ...any) (found bool, err error) {
+	st, err := t.stmt(q)
+	if err != nil {
+		return false, err
+	}
+	err = st.QueryRowContext(t.ctx, args...).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (t *txn) query(q string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(t.ctx, args...)
+}

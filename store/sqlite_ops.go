@@ -1,0 +1,440 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+)
+
+// schema creates the tables. Times are Unix milliseconds.
+//
+//   - items: the outbox and the statuses, one row per accepted message;
+//     seq (the rowid) is the order of acceptance. state 0 is waiting, 1
+//     delivered, 2 failed; ended rows stay for Retention.
+//   - lanes: one row per user with waiting items. due_at is when its head
+//     item may be claimed: the head's next_at, or the end of the lease
+//     while claimed, so that a lease that runs out makes the lane due
+//     again by itself. token grows with every claim.
+//   - marks: retry-dedupe keys with the passive answer of the first copy.
+//   - idem: Idempotency-Keys with the request's fingerprint and ids.
+//   - windows: the last window-opening interaction per user, and whether
+//     WeChat answered 45015 since.
+//   - early: template delivery reports that overtook their send.
+//   - meta: the pause after 45009, the health probe.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS items(
+		seq INTEGER PRIMARY KEY,
+		id TEXT NOT NULL UNIQUE,
+		openid TEXT NOT NULL,
+		state INTEGER NOT NULL DEFAULT 0,
+		msgtype TEXT NOT NULL DEFAULT '',
+		rule TEXT NOT NULL DEFAULT '',
+		in_msg_id TEXT NOT NULL DEFAULT '',
+		payload BLOB NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_at INTEGER NOT NULL,
+		created INTEGER NOT NULL,
+		updated INTEGER NOT NULL,
+		reason TEXT NOT NULL DEFAULT '',
+		errcode INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '',
+		msgid INTEGER,
+		template_status TEXT NOT NULL DEFAULT '')`,
+	`CREATE INDEX IF NOT EXISTS items_lane ON items(openid, seq) WHERE state = 0`,
+	`CREATE INDEX IF NOT EXISTS items_ended ON items(updated) WHERE state <> 0`,
+	`CREATE INDEX IF NOT EXISTS items_msgid ON items(msgid) WHERE msgid IS NOT NULL`,
+	`CREATE TABLE IF NOT EXISTS lanes(openid TEXT PRIMARY KEY, due_at INTEGER NOT NULL, token INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS lanes_due ON lanes(due_at)`,
+	`CREATE TABLE IF NOT EXISTS marks(key TEXT PRIMARY KEY, expires INTEGER NOT NULL, answer BLOB) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS marks_expires ON marks(expires)`,
+	`CREATE TABLE IF NOT EXISTS idem(key TEXT PRIMARY KEY, fp BLOB NOT NULL, ids TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS idem_expires ON idem(expires)`,
+	`CREATE TABLE IF NOT EXISTS windows(openid TEXT PRIMARY KEY, last INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, closed_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS windows_last ON windows(max(last, closed_at))`,
+	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+// Accept records b in one transaction.
+func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
+	var res Accepted
+	err := s.do(ctx, true, func(tx *txn) error {
+		res = Accepted{}
+		now := ms(b.Now)
+		if b.Dedupe != "" {
+			var answer []byte
+			found, err := tx.row("SELECT answer FROM marks WHERE key = ? AND expires > ?", []any{b.Dedupe, now}, &answer)
+			if err != nil {
+				return err
+			}
+			if found {
+				res = Accepted{Answer: answer, Duplicate: true}
+				return nil
+			}
+		}
+		if b.IdemKey != "" {
+			var fp []byte
+			var ids string
+			found, err := tx.row("SELECT fp, ids FROM idem WHERE key = ? AND expires > ?", []any{b.IdemKey, now}, &fp, &ids)
+			if err != nil {
+				return err
+			}
+			if found {
+				if !bytes.Equal(fp, b.IdemFingerprint) {
+					return ErrIdempotencyConflict
+				}
+				res = Accepted{IDs: splitIDs(ids), Duplicate: true}
+				return nil
+			}
+		}
+		if b.Dedupe != "" {
+			if err := tx.exec("INSERT OR REPLACE INTO marks(key, expires, answer) VALUES(?, ?, ?)",
+				b.Dedupe, ms(b.Now.Add(b.DedupeTTL)), b.Answer); err != nil {
+				return err
+			}
+		}
+		if b.Touch != "" {
+			if err := touch(tx, b.Touch, now); err != nil {
+				return err
+			}
+		}
+		ids := make([]string, len(b.Items))
+		for i, it := range b.Items {
+			if err := tx.exec(`INSERT INTO items(id, openid, msgtype, rule, in_msg_id, payload, next_at, created, updated)
+				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, it.ID, it.OpenID, it.MsgType, it.Rule, it.InMsgID, it.Payload, now, now, now); err != nil {
+				return err
+			}
+			if err := tx.exec("INSERT INTO lanes(openid, due_at) VALUES(?, ?) ON CONFLICT(openid) DO NOTHING", it.OpenID, now); err != nil {
+				return err
+			}
+			ids[i] = it.ID
+		}
+		if b.IdemKey != "" {
+			if err := tx.exec("INSERT OR REPLACE INTO idem(key, fp, ids, expires) VALUES(?, ?, ?, ?)",
+				b.IdemKey, b.IdemFingerprint, strings.Join(ids, ","), ms(b.Now.Add(b.IdemTTL))); err != nil {
+				return err
+			}
+		}
+		res = Accepted{IDs: ids, Answer: b.Answer}
+		return nil
+	})
+	return res, err
+}
+
+func splitIDs(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// touch records an interaction at now: a later one than recorded reopens
+// the window, an earlier one (a replayed callback) changes nothing.
+func touch(tx *txn, openid string, now int64) error {
+	return tx.exec(`INSERT INTO windows(openid, last) VALUES(?, ?)
+		ON CONFLICT(openid) DO UPDATE SET last = excluded.last, closed = 0 WHERE excluded.last > windows.last`, openid, now)
+}
+
+// Claim leases up to max due lanes.
+func (s *SQLite) Claim(ctx context.Context, now time.Time, max int, lease time.Duration) ([]Claim, time.Time, error) {
+	var claims []Claim
+	var next time.Time
+	err := s.do(ctx, true, func(tx *txn) error {
+		claims, next = claims[:0], time.Time{}
+		n := ms(now)
+		var paused int64
+		if _, err := tx.row("SELECT value FROM meta WHERE key = 'paused_until'", nil, &paused); err != nil {
+			return err
+		}
+		if paused > n {
+			next = fromMS(paused)
+			return nil
+		}
+		rows, err := tx.query("SELECT openid, token FROM lanes WHERE due_at <= ? ORDER BY due_at LIMIT ?", n, max)
+		if err != nil {
+			return err
+		}
+		type lane struct {
+			openid string
+			token  int64
+		}
+		var lanes []lane
+		for rows.Next() {
+			var l lane
+			if err := rows.Scan(&l.openid, &l.token); err != nil {
+				rows.Close()
+				return err
+			}
+			lanes = append(lanes, l)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, l := range lanes {
+			c := Claim{Token: l.token + 1}
+			it := &c.Item
+			var created, nextAt int64
+			found, err := tx.row(`SELECT seq, id, msgtype, rule, in_msg_id, payload, attempts, last_error, created, next_at
+				FROM items WHERE openid = ? AND state = 0 ORDER BY seq LIMIT 1`, []any{l.openid},
+				&it.Seq, &it.ID, &it.MsgType, &it.Rule, &it.InMsgID, &it.Payload, &it.Attempts, &it.LastError, &created, &nextAt)
+			if err != nil {
+				return err
+			}
+			if !found {
+				if err := tx.exec("DELETE FROM lanes WHERE openid = ?", l.openid); err != nil {
+					return err
+				}
+				continue
+			}
+			it.OpenID, it.Created, it.NextAt = l.openid, fromMS(created), fromMS(nextAt)
+			if c.Window, err = window(tx, l.openid); err != nil {
+				return err
+			}
+			if err := tx.exec("UPDATE lanes SET due_at = ?, token = ? WHERE openid = ?", ms(now.Add(lease)), c.Token, l.openid); err != nil {
+				return err
+			}
+			claims = append(claims, c)
+		}
+		var earliest sql.NullInt64
+		if _, err := tx.row("SELECT MIN(due_at) FROM lanes", nil, &earliest); err != nil {
+			return err
+		}
+		if earliest.Valid {
+			next = fromMS(earliest.Int64)
+		}
+		return nil
+	})
+	return claims, next, err
+}
+
+func window(tx *txn, openid string) (Window, error) {
+	var last int64
+	var closed bool
+	found, err := tx.row("SELECT last, closed FROM windows WHERE openid = ?", []any{openid}, &last, &closed)
+	if err != nil || !found {
+		return Window{}, err
+	}
+	return Window{Known: true, Last: fromMS(last), Closed: closed}, nil
+}
+
+// holds checks that c still holds its lane.
+func holds(tx *txn, c Claim) error {
+	var token int64
+	found, err := tx.row("SELECT token FROM lanes WHERE openid = ?", []any{c.Item.OpenID}, &token)
+	if err != nil {
+		return err
+	}
+	if !found || token != c.Token {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// advance makes the lane of openid due for its next item, or removes it.
+func advance(tx *txn, openid string) error {
+	var nextAt int64
+	found, err := tx.row("SELECT next_at FROM items WHERE openid = ? AND state = 0 ORDER BY seq LIMIT 1", []any{openid}, &nextAt)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return tx.exec("DELETE FROM lanes WHERE openid = ?", openid)
+	}
+	return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", nextAt, openid)
+}
+
+// Complete ends a claimed item.
+func (s *SQLite) Complete(ctx context.Context, c Claim, f Final) (Status, error) {
+	var st Status
+	err := s.do(ctx, true, func(tx *txn) error {
+		if err := holds(tx, c); err != nil {
+			return err
+		}
+		state := 1
+		if !f.Delivered {
+			state = 2
+		}
+		var msgid any
+		if f.MsgID != 0 {
+			msgid = f.MsgID
+		}
+		now := ms(f.Now)
+		if err := tx.exec(`UPDATE items SET state = ?, reason = ?, errcode = ?, attempts = ?, msgid = ?, last_error = ?, updated = ?
+			WHERE seq = ?`, state, f.Reason, f.ErrCode, f.Attempts, msgid, f.LastError, now, c.Item.Seq); err != nil {
+			return err
+		}
+		if f.MsgID != 0 {
+			var status string
+			found, err := tx.row("SELECT status FROM early WHERE msgid = ?", []any{f.MsgID}, &status)
+			if err != nil {
+				return err
+			}
+			if found {
+				if err := tx.exec("UPDATE items SET template_status = ? WHERE seq = ?", status, c.Item.Seq); err != nil {
+					return err
+				}
+				if err := tx.exec("DELETE FROM early WHERE msgid = ?", f.MsgID); err != nil {
+					return err
+				}
+			}
+		}
+		if err := advance(tx, c.Item.OpenID); err != nil {
+			return err
+		}
+		var err error
+		st, _, err = statusOf(tx, "seq", c.Item.Seq)
+		return err
+	})
+	return st, err
+}
+
+// Retry parks a claimed item until r.At.
+func (s *SQLite) Retry(ctx context.Context, c Claim, r Retry) error {
+	return s.do(ctx, true, func(tx *txn) error {
+		if err := holds(tx, c); err != nil {
+			return err
+		}
+		if err := tx.exec("UPDATE items SET attempts = ?, last_error = ?, next_at = ?, updated = ? WHERE seq = ?",
+			r.Attempts, r.LastError, ms(r.At), ms(r.Now), c.Item.Seq); err != nil {
+			return err
+		}
+		return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(r.At), c.Item.OpenID)
+	})
+}
+
+// Release gives a claimed item back, due at now.
+func (s *SQLite) Release(ctx context.Context, c Claim, now time.Time) error {
+	return s.do(ctx, true, func(tx *txn) error {
+		if err := holds(tx, c); err != nil {
+			return err
+		}
+		return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(now), c.Item.OpenID)
+	})
+}
+
+const statusColumns = `id, state, reason, errcode, attempts, openid, rule, in_msg_id, msgtype, COALESCE(msgid, 0),
+	template_status, last_error, created, updated, next_at`
+
+func statusOf(tx *txn, col string, v any) (Status, bool, error) {
+	var st Status
+	var state int
+	var created, updated, nextAt int64
+	found, err := tx.row("SELECT "+statusColumns+" FROM items WHERE "+col+" = ?", []any{v},
+		&st.ID, &state, &st.Reason, &st.ErrCode, &st.Attempts, &st.OpenID, &st.Rule, &st.InMsgID, &st.MsgType, &st.MsgID,
+		&st.TemplateStatus, &st.LastError, &created, &updated, &nextAt)
+	if err != nil || !found {
+		return Status{}, false, err
+	}
+	st.State = [...]string{StateQueued, StateDelivered, StateFailed}[state]
+	st.Created, st.Updated = fromMS(created), fromMS(updated)
+	if state == 0 {
+		st.NextAt = fromMS(nextAt)
+	}
+	return st, true, nil
+}
+
+// Status reports on an item by ID.
+func (s *SQLite) Status(ctx context.Context, id string) (Status, bool, error) {
+	var st Status
+	var ok bool
+	err := s.do(ctx, false, func(tx *txn) error {
+		var err error
+		st, ok, err = statusOf(tx, "id", id)
+		return err
+	})
+	return st, ok, err
+}
+
+// Window reports on openid's window.
+func (s *SQLite) Window(ctx context.Context, openid string) (Window, error) {
+	var w Window
+	err := s.do(ctx, false, func(tx *txn) error {
+		var err error
+		w, err = window(tx, openid)
+		return err
+	})
+	return w, err
+}
+
+// CloseWindow records a 45015 answered to a call made at asked.
+func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, now time.Time) error {
+	return s.do(ctx, true, func(tx *txn) error {
+		return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
+			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = excluded.closed_at WHERE windows.last <= ?`,
+			openid, ms(now), ms(asked))
+	})
+}
+
+// Pause stops claims until until.
+func (s *SQLite) Pause(ctx context.Context, until time.Time) error {
+	return s.do(ctx, true, func(tx *txn) error {
+		return tx.exec(`INSERT INTO meta(key, value) VALUES('paused_until', ?)
+			ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value`, ms(until))
+	})
+}
+
+// TemplateFinished records a template delivery report.
+func (s *SQLite) TemplateFinished(ctx context.Context, msgid int64, status string, now time.Time) (Status, bool, error) {
+	var st Status
+	var ok bool
+	err := s.do(ctx, true, func(tx *txn) error {
+		st, ok = Status{}, false
+		n, err := tx.execN("UPDATE items SET template_status = ?, updated = ? WHERE msgid = ?", status, ms(now), msgid)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return tx.exec("INSERT OR REPLACE INTO early(msgid, status, at) VALUES(?, ?, ?)", msgid, status, ms(now))
+		}
+		st, ok, err = statusOf(tx, "msgid", msgid)
+		return err
+	})
+	return st, ok, err
+}
+
+// Pending counts the waiting items.
+func (s *SQLite) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := s.do(ctx, false, func(tx *txn) error {
+		_, err := tx.row("SELECT COUNT(*) FROM items WHERE state = 0", nil, &n)
+		return err
+	})
+	return n, err
+}
+
+// prune deletes, a chunk at a time, ended items past their retention and
+// expired marks, keys, windows and early reports. more reports whether a
+// chunk was full, so that the caller prunes again.
+func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
+	n := ms(now)
+	steps := []struct {
+		q   string
+		arg int64
+	}{
+		{"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE state <> 0 AND updated < ? LIMIT ?)", ms(now.Add(-s.o.Retention))},
+		{"DELETE FROM marks WHERE key IN (SELECT key FROM marks WHERE expires <= ? LIMIT ?)", n},
+		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
+		{"DELETE FROM windows WHERE openid IN (SELECT openid FROM windows WHERE max(last, closed_at) < ? LIMIT ?)", ms(now.Add(-s.o.WindowTTL))},
+		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
+	}
+	for _, st := range steps {
+		n, err := tx.execN(st.q, st.arg, pruneChunk)
+		if err != nil {
+			return false, err
+		}
+		more = more || n == pruneChunk
+	}
+	return more, nil
+}
