@@ -12,7 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "modernc.org/sqlite" // the database/sql driver "sqlite", pure Go
+	sqlite "modernc.org/sqlite" // the database/sql driver "sqlite", pure Go
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // The embedded store: SQLite through modernc.org/sqlite (no cgo, so the
@@ -61,6 +62,10 @@ const earlyTemplateTTL = time.Minute
 // waits for at most one long COMMIT.
 const maxBatch = 512
 
+// probeBytes is the room the health probe asks for: a batch of a few
+// messages. A store that has less cannot be said to accept callbacks.
+const probeBytes = 64 << 10
+
 // pruneEvery is how often ended items and expired marks are deleted;
 // pruneChunk bounds the rows one pruning transaction deletes.
 const (
@@ -82,7 +87,7 @@ type SQLite struct {
 	done    chan struct{} // closed when the writer returned
 	closeMu sync.Once
 
-	health atomic.Pointer[error] // nil: writable
+	health atomic.Pointer[error] // nil: writable; see Healthy
 	stats  struct {
 		commits, ops, failed atomic.Int64
 		nanos, last          atomic.Int64
@@ -184,9 +189,18 @@ func (s *SQLite) open(dsn string) error {
 		}
 	}
 	// The lock proves that no other process holds a lease: every lane
-	// claimed before this start is free again.
-	if _, err := conn.ExecContext(ctx, "UPDATE lanes SET due_at = (SELECT MIN(next_at) FROM items WHERE items.openid = lanes.openid AND state = 0) WHERE due_at > ?", s.o.Now().UnixMilli()); err != nil {
-		return s.openErr(err)
+	// claimed before this start is free again, due when its head item
+	// is (the lowest seq, not the earliest next_at: a parked head keeps
+	// its lane parked). Every lane, whatever the clock says: the times
+	// were the callers', and a lease's end may lie in this clock's past
+	// or future.
+	for _, q := range []string{
+		"DELETE FROM lanes WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.openid = lanes.openid AND state = 0)",
+		"UPDATE lanes SET due_at = (SELECT next_at FROM items WHERE items.openid = lanes.openid AND state = 0 ORDER BY seq LIMIT 1)",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return s.openErr(err)
+		}
 	}
 	return nil
 }
@@ -232,8 +246,17 @@ func (s *SQLite) Close() error {
 	return err
 }
 
-// Healthy is nil while the last write committed.
+// Healthy is nil while the store can record what it is asked to: a
+// failed write makes it unhealthy, and only a write that needed room (an
+// Accept that recorded something, or the housekeeping probe that asks for
+// probeBytes) makes it healthy again. Claims and completions update rows
+// in place and commit even in a full store, so they prove nothing.
 func (s *SQLite) Healthy() error {
+	select {
+	case <-s.stopped:
+		return ErrClosed
+	default:
+	}
 	if p := s.health.Load(); p != nil {
 		return *p
 	}
@@ -266,9 +289,24 @@ func (s *SQLite) do(ctx context.Context, write bool, fn func(tx *txn) error) err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	return s.wait(ctx, o)
+}
+
+// wait waits for the writer to answer o. A send racing Close can put o in
+// the queue after the writer drained it and returned: then no one ever
+// will, and the answer is ErrClosed. The writer closes o.done before
+// s.done, so an o it did take is answered.
+func (s *SQLite) wait(ctx context.Context, o *op) error {
 	select {
 	case <-o.done:
 		return o.err
+	case <-s.done:
+		select {
+		case <-o.done:
+			return o.err
+		default:
+			return ErrClosed
+		}
 	case <-ctx.Done():
 		// The operation may still commit: callers treat this as not
 		// knowing, which for Accept means answering 503 so that WeChat
@@ -326,11 +364,22 @@ func (s *SQLite) writer() {
 // probes whether it can be written again.
 func (s *SQLite) housekeep() {
 	now := s.o.Now()
+	s.prunePeriodically(now)
 	if s.Healthy() != nil {
+		// The probe takes room and gives it back in one transaction: it
+		// commits only if probeBytes can be had, and leaves them free.
 		s.run([]*op{{ctx: context.Background(), write: true, done: make(chan struct{}), fn: func(tx *txn) error {
-			return tx.exec("INSERT INTO meta(key, value) VALUES('probe', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", now.UnixMilli())
+			if err := tx.exec("INSERT OR REPLACE INTO meta(key, value) VALUES('probe', zeroblob(?))", probeBytes); err != nil {
+				return err
+			}
+			tx.grew = true
+			return tx.exec("DELETE FROM meta WHERE key = 'probe'")
 		}}})
 	}
+}
+
+// prunePeriodically prunes every pruneEvery.
+func (s *SQLite) prunePeriodically(now time.Time) {
 	if now.Sub(s.lastPrune) < pruneEvery {
 		return
 	}
@@ -367,12 +416,12 @@ func (s *SQLite) run(batch []*op) {
 	if len(live) == 0 {
 		return
 	}
+	// runTxn gave each op its error; a batch that failed is run again
+	// op by op.
 	if err := s.runTxn(live); err != nil && len(live) > 1 {
 		for _, o := range live {
 			_ = s.runTxn([]*op{o})
 		}
-	} else if err != nil {
-		live[0].err = err
 	}
 	for _, o := range live {
 		close(o.done)
@@ -386,7 +435,6 @@ func (s *SQLite) runTxn(ops []*op) error {
 	start := time.Now()
 	ctx := context.Background()
 	tx := &txn{s: s, ctx: ctx}
-	write := false
 	if _, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		s.failed(err, true)
 		for _, o := range ops {
@@ -405,7 +453,6 @@ func (s *SQLite) runTxn(ops []*op) error {
 			return err
 		}
 		o.err = err
-		write = write || o.write
 	}
 	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
@@ -420,7 +467,7 @@ func (s *SQLite) runTxn(ops []*op) error {
 	s.stats.ops.Add(int64(len(ops)))
 	s.stats.nanos.Add(int64(took))
 	s.stats.last.Store(int64(took))
-	if write && s.health.Load() != nil {
+	if tx.grew && s.health.Load() != nil {
 		s.health.Store(nil)
 		s.log.Info("store writable again", "store", s.where())
 	}
@@ -428,10 +475,12 @@ func (s *SQLite) runTxn(ops []*op) error {
 }
 
 // failed records a failed transaction; one that tried to write makes the
-// store unhealthy until a write commits again.
+// store unhealthy until a write that needed room commits. A constraint
+// violation (an item ID used twice) is the caller's fault, not the
+// store's.
 func (s *SQLite) failed(err error, write bool) {
 	s.stats.failed.Add(1)
-	if !write {
+	if !write || constraint(err) {
 		return
 	}
 	e := s.dbErr(err)
@@ -451,6 +500,11 @@ func (s *SQLite) where() string {
 	return s.o.Dir
 }
 
+func constraint(err error) bool {
+	var e *sqlite.Error
+	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
+}
+
 func logical(err error) bool {
 	return errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrIdempotencyConflict)
 }
@@ -460,6 +514,9 @@ func logical(err error) bool {
 type txn struct {
 	s   *SQLite
 	ctx context.Context
+
+	// grew: an op recorded something new (see Healthy).
+	grew bool
 }
 
 func (t *txn) stmt(q string) (*sql.Stmt, error) {

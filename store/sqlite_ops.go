@@ -127,6 +127,7 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 			}
 		}
 		res = Accepted{IDs: ids, Answer: b.Answer}
+		tx.grew = true
 		return nil
 	})
 	return res, err
@@ -229,10 +230,15 @@ func window(tx *txn, openid string) (Window, error) {
 	return Window{Known: true, Last: fromMS(last), Closed: closed}, nil
 }
 
-// holds checks that c still holds its lane.
+// holds checks that c still holds its lane. The token alone does not
+// prove it: a lane emptied is deleted, and created again with its token
+// counting from 0, so a stale claim's token can come round again. But
+// while c's item waits its lane is never deleted, so a waiting item and
+// the same token are the same lease.
 func holds(tx *txn, c Claim) error {
 	var token int64
-	found, err := tx.row("SELECT token FROM lanes WHERE openid = ?", []any{c.Item.OpenID}, &token)
+	found, err := tx.row(`SELECT lanes.token FROM lanes JOIN items ON items.openid = lanes.openid
+		WHERE lanes.openid = ? AND items.seq = ? AND items.state = 0`, []any{c.Item.OpenID, c.Item.Seq}, &token)
 	if err != nil {
 		return err
 	}
