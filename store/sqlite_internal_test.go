@@ -31,3 +31,26 @@ func TestWaitAfterWriterGone(t *testing.T) {
 		t.Fatal("wait on an operation no writer will run did not return")
 	}
 }
+
+// TestSplitIDs: keys written as JSON read back as written; keys written
+// comma-joined by the first version still read.
+func TestSplitIDs(t *testing.T) {
+	for _, ids := range [][]string{{}, {"a"}, {"a,b", "[c]", ""}} {
+		got := splitIDs(joinIDs(ids))
+		if len(got) != len(ids) {
+			t.Errorf("splitIDs(joinIDs(%q)) = %q", ids, got)
+			continue
+		}
+		for i := range ids {
+			if got[i] != ids[i] {
+				t.Errorf("splitIDs(joinIDs(%q)) = %q", ids, got)
+			}
+		}
+	}
+	if got := splitIDs("a,b"); len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf(`splitIDs("a,b") = %q`, got)
+	}
+	if got := splitIDs(""); got != nil {
+		t.Errorf(`splitIDs("") = %q`, got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"strings"
 	"time"
 )
@@ -122,7 +123,7 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 		}
 		if b.IdemKey != "" {
 			if err := tx.exec("INSERT OR REPLACE INTO idem(key, fp, ids, expires) VALUES(?, ?, ?, ?)",
-				b.IdemKey, b.IdemFingerprint, strings.Join(ids, ","), ms(b.Now.Add(b.IdemTTL))); err != nil {
+				b.IdemKey, b.IdemFingerprint, joinIDs(ids), ms(b.Now.Add(b.IdemTTL))); err != nil {
 				return err
 			}
 		}
@@ -133,7 +134,25 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 	return res, err
 }
 
+// joinIDs keeps an idempotency key's IDs as a JSON array: push clients
+// choose IDs, commas and all.
+func joinIDs(ids []string) string {
+	if ids == nil {
+		ids = []string{} // [], not null
+	}
+	b, _ := json.Marshal(ids) // []string always marshals
+	return string(b)
+}
+
+// splitIDs reads what joinIDs wrote, or the comma-joined list that the
+// first version of the store wrote (its keys expire within IdemTTL).
 func splitIDs(s string) []string {
+	if strings.HasPrefix(s, "[") {
+		var ids []string
+		if json.Unmarshal([]byte(s), &ids) == nil {
+			return ids
+		}
+	}
 	if s == "" {
 		return nil
 	}

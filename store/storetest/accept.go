@@ -138,6 +138,27 @@ func testIdempotencyConflictRecordsNothing(f *fx) {
 	f.pending(1)
 }
 
+// testIdempotencyIDsAsGiven: a repeated request gets back the very IDs
+// the first one recorded, whatever characters the push client chose.
+func testIdempotencyIDsAsGiven(f *fx) {
+	want := []string{"order 17,line 2", "[x]", `"q"`, "a,b,,c"}
+	var items []store.NewItem
+	for _, id := range want {
+		items = append(items, item(id, "u1"))
+	}
+	f.acceptBatch(idemBatch(base, "key-1", "fp", items...))
+	dup := f.acceptBatch(idemBatch(at(time.Second), "key-1", "fp", item("other", "u1")))
+	if !dup.Duplicate || !slices.Equal(dup.IDs, want) {
+		f.t.Fatalf("repeated Accept = %q (duplicate %v), want %q", dup.IDs, dup.Duplicate, want)
+	}
+	// A key that recorded no item answers with none.
+	f.acceptBatch(idemBatch(base, "key-2", "fp", nil...))
+	if dup := f.acceptBatch(idemBatch(at(time.Second), "key-2", "fp", item("late", "u2"))); !dup.Duplicate || len(dup.IDs) != 0 {
+		f.t.Fatalf("repeated Accept of an empty request = %+v, want duplicate, no IDs", dup)
+	}
+	f.noStatus("late")
+}
+
 // testConcurrentDuplicates: of many copies of one callback or one push
 // racing, exactly one is recorded and the others get its answer.
 func testConcurrentDuplicates(f *fx) {

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DedupeAnswerOnly", testDedupeAnswerOnly},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyConflictRecordsNothing", testIdempotencyConflictRecordsNothing},
+		{"IdempotencyIDsAsGiven", testIdempotencyIDsAsGiven},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
 		{"Window", testWindow},
 		{"ClaimCarriesWindow", testClaimCarriesWindow},
