@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -145,7 +146,10 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 			return nil, err
 		}
 		s.lock = lock
-		dsn = "file:" + filepath.Join(o.Dir, "wxreply.db")
+		// A URI, its path escaped: a directory named with '?', '#' or
+		// '%' must not be read as parameters ("?mode=memory" would
+		// silently keep nothing).
+		dsn = "file:" + (&url.URL{Path: filepath.Join(o.Dir, "wxreply.db")}).EscapedPath()
 	}
 	if err := s.open(dsn); err != nil {
 		s.release()

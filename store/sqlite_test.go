@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -249,5 +251,31 @@ func TestDuplicateID(t *testing.T) {
 	}
 	if st := s.Stats(); st.Commits == 0 || st.Ops < 65 {
 		t.Errorf("Stats = %+v, want commits and at least 65 ops", st)
+	}
+}
+
+// TestDirName: a directory named with URI characters holds the database
+// itself, and keeps it across a reopen.
+func TestDirName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wx reply?mode=memory#1%41")
+	s := openSQLite(t, store.SQLiteOptions{Dir: dir})
+	accept(t, s, base, item("a", "u1", nil))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "wxreply.db")); err != nil {
+		t.Fatalf("the database is not in the directory: %v", err)
+	}
+	s = openSQLite(t, store.SQLiteOptions{Dir: dir})
+	if st, ok, err := s.Status(t.Context(), "a"); err != nil || !ok {
+		t.Fatalf("Status(a) after reopen = %+v, %v, %v", st, ok, err)
+	}
+
+	// A relative directory, as WXREPLY_STORE=data names one.
+	t.Chdir(t.TempDir())
+	s = openSQLite(t, store.SQLiteOptions{Dir: "data"})
+	accept(t, s, base, item("a", "u1", nil))
+	if _, err := os.Stat(filepath.Join("data", "wxreply.db")); err != nil {
+		t.Fatalf("the database is not in the relative directory: %v", err)
 	}
 }
