@@ -20,8 +20,9 @@ import (
 //     again by itself. token grows with every claim.
 //   - marks: retry-dedupe keys with the passive answer of the first copy.
 //   - idem: Idempotency-Keys with the request's fingerprint and ids.
-//   - windows: the last window-opening interaction per user, and whether
-//     WeChat answered 45015 since.
+//   - windows: the last window-opening interaction per user, whether
+//     WeChat answered 45015 since, and the latest call it answered so
+//     (closed_at).
 //   - early: template delivery reports that overtook their send.
 //   - meta: the pause after 45009, the health probe.
 var schema = []string{
@@ -159,11 +160,14 @@ func splitIDs(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// touch records an interaction at now: a later one than recorded reopens
-// the window, an earlier one (a replayed callback) changes nothing.
+// touch records an interaction at now: a later one than recorded moves
+// Last, and reopens a window closed by a 45015 if it is later than the
+// call that got it (closed_at); an earlier one (a replayed callback)
+// changes nothing.
 func touch(tx *txn, openid string, now int64) error {
 	return tx.exec(`INSERT INTO windows(openid, last) VALUES(?, ?)
-		ON CONFLICT(openid) DO UPDATE SET last = excluded.last, closed = 0 WHERE excluded.last > windows.last`, openid, now)
+		ON CONFLICT(openid) DO UPDATE SET last = excluded.last, closed = windows.closed AND excluded.last <= windows.closed_at
+		WHERE excluded.last > windows.last`, openid, now)
 }
 
 // Claim leases up to max due lanes.
@@ -393,12 +397,15 @@ func (s *SQLite) Window(ctx context.Context, openid string) (Window, error) {
 	return w, err
 }
 
-// CloseWindow records a 45015 answered to a call made at asked.
-func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, now time.Time) error {
+// CloseWindow records a 45015 answered to a call made at asked. closed_at
+// keeps the latest such call: only an interaction later than it reopens
+// the window (and it dates the row for pruning).
+func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, _ time.Time) error {
 	return s.do(ctx, true, func(tx *txn) error {
 		return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
-			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = excluded.closed_at WHERE windows.last <= ?`,
-			openid, ms(now), ms(asked))
+			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = max(windows.closed_at, excluded.closed_at)
+			WHERE windows.last <= excluded.closed_at`,
+			openid, ms(asked))
 	})
 }
 

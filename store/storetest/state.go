@@ -53,6 +53,17 @@ func testWindow(f *fx) {
 	f.touch("u1", at(time.Hour))
 	f.wantWindow("after an older touch", "u1", store.Window{Known: true, Last: at(2 * time.Hour)})
 
+	// Closed until an interaction later than the call: one later than
+	// Last but not than the call (another instance's clock) does not
+	// reopen it.
+	f.closeWindow("u1", at(4*time.Hour), at(4*time.Hour+time.Second))
+	f.touch("u1", at(3*time.Hour))
+	if w := f.window("u1"); !w.Closed {
+		f.t.Errorf("an interaction before the 45015's call reopened the window: %+v", w)
+	}
+	f.touch("u1", at(4*time.Hour+time.Millisecond))
+	f.wantWindow("after an interaction later than the call", "u1", store.Window{Known: true, Last: at(4*time.Hour + time.Millisecond)})
+
 	// A 45015 for a user never seen is known, and closed.
 	f.closeWindow("u2", base, base)
 	if w := f.window("u2"); !w.Known || !w.Closed {
