@@ -2,18 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/wxreply/wxreply/server"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/tools"
 )
 
@@ -109,7 +109,7 @@ func send(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wxreply sandbox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	c := config{logFormat: "text", shutdownTimeout: 5 * time.Second}
+	c := config{logFormat: "text", shutdownTimeout: 5 * time.Second, store: store.Memory, workers: 16, maxRetryAge: time.Hour}
 	fs.StringVar(&c.rulesPath, "rules", envOr(getenv, "WXREPLY_RULES", "rules.yaml"), "the rules file (WXREPLY_RULES)")
 	fs.StringVar(&c.logLevel, "log-level", "debug", "debug, info, warn or error")
 	logFile := fs.String("log", "", "append the server's logs to FILE (default: discarded, so the chat stays readable)")
@@ -144,15 +144,12 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 	serveSandbox := func(ctx context.Context, ln net.Listener, s tools.SandboxServer) error {
 		sc := c
 		sc.token, sc.appID, sc.appSecret, sc.apiBase = s.Token, s.AppID, s.AppSecret, s.APIBase
-		a, err := newApp(&sc, log)
+		srv, err := server.New(sc.server(log))
 		if err != nil {
 			return err
 		}
-		s.Watch(a.sender)
-		if err := a.run(ctx, ln, nil); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		s.Watch(srv.Outbox())
+		return srv.Run(ctx, ln, nil)
 	}
 	err = tools.Sandbox(context.Background(), tools.SandboxOptions{
 		Serve: serveSandbox, RulesPath: c.rulesPath, OpenID: *openid,

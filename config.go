@@ -11,6 +11,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/wxreply/wxreply/server"
 )
 
 // config is everything the contract lets an operator set. Each flag
@@ -19,8 +21,10 @@ type config struct {
 	token, appID, appSecret, aesKey string
 	apiBase, addr, rulesPath        string
 	apiKey                          string
+	store                           string
 
 	shutdownTimeout time.Duration
+	maxRetryAge     time.Duration
 	workers         int
 	queueSize       int
 	typing          bool
@@ -45,9 +49,11 @@ func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Wr
 	fs.StringVar(&c.addr, "addr", envOr(getenv, "WXREPLY_ADDR", ":8080"), "listen address (WXREPLY_ADDR)")
 	fs.StringVar(&c.rulesPath, "rules", envOr(getenv, "WXREPLY_RULES", "rules.yaml"), "the rules file (WXREPLY_RULES)")
 	fs.StringVar(&c.apiKey, "api-key", getenv("WXREPLY_API_KEY"), "bearer key for the push API under /api/v1; empty: push API off (WXREPLY_API_KEY)")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.envDuration(getenv, "shutdown-timeout", "WXREPLY_SHUTDOWN_TIMEOUT", 25*time.Second), "how long SIGTERM waits for requests and queued replies (WXREPLY_SHUTDOWN_TIMEOUT)")
-	fs.IntVar(&c.workers, "workers", c.envInt(getenv, "workers", "WXREPLY_WORKERS", 8), "users served in parallel by the sender (WXREPLY_WORKERS)")
-	fs.IntVar(&c.queueSize, "queue-size", c.envInt(getenv, "queue-size", "WXREPLY_QUEUE_SIZE", 10000), "replies waiting to be sent, over all users, before new ones are refused (WXREPLY_QUEUE_SIZE)")
+	fs.StringVar(&c.store, "store", envOr(getenv, "WXREPLY_STORE", "data"), "where state is kept: a directory, memory, or redis://host:port/db (WXREPLY_STORE)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.envDuration(getenv, "shutdown-timeout", "WXREPLY_SHUTDOWN_TIMEOUT", 25*time.Second), "how long SIGTERM waits for requests and calls under way; the rest stays in the store (WXREPLY_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.maxRetryAge, "max-retry-age", c.envDuration(getenv, "max-retry-age", "WXREPLY_MAX_RETRY_AGE", 6*time.Hour), "how long after acceptance a message is still retried (WXREPLY_MAX_RETRY_AGE)")
+	fs.IntVar(&c.workers, "workers", c.envInt(getenv, "workers", "WXREPLY_WORKERS", 128), "send calls under way at once, over all users (WXREPLY_WORKERS)")
+	fs.IntVar(&c.queueSize, "queue-size", c.envInt(getenv, "queue-size", "WXREPLY_QUEUE_SIZE", 0), "ignored: the outbox is bounded by the store, not by memory (WXREPLY_QUEUE_SIZE)")
 	fs.BoolVar(&c.typing, "typing", c.envBool(getenv, "typing", "WXREPLY_TYPING"), "send the typing indicator before replies that wait (WXREPLY_TYPING)")
 	fs.BoolVar(&c.legacyToken, "legacy-token", c.envBool(getenv, "legacy-token", "WXREPLY_LEGACY_TOKEN"), "fetch tokens from /cgi-bin/token instead of stable_token (WXREPLY_LEGACY_TOKEN)")
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "WXREPLY_LOG_LEVEL", "info"), "debug, info, warn or error (WXREPLY_LOG_LEVEL)")
@@ -124,7 +130,8 @@ func (c *config) envErr(flagName string, err error) {
 // It never repeats a secret's value.
 func (c *config) validate() error {
 	// Map order is random: report the environment problems in flag order.
-	for _, name := range []string{"shutdown-timeout", "workers", "queue-size", "typing", "legacy-token"} {
+	// queue-size is ignored, so a bad value of it is no reason to stop.
+	for _, name := range []string{"shutdown-timeout", "max-retry-age", "workers", "typing", "legacy-token"} {
 		if err := c.envErrs[name]; err != nil {
 			return err
 		}
@@ -155,8 +162,11 @@ func (c *config) validate() error {
 	if c.workers < 1 || c.workers > 1000 {
 		return fmt.Errorf("WXREPLY_WORKERS (or -workers) must be from 1 to 1000, got %d", c.workers)
 	}
-	if c.queueSize < 1 {
-		return fmt.Errorf("WXREPLY_QUEUE_SIZE (or -queue-size) must be positive, got %d", c.queueSize)
+	if c.maxRetryAge <= 0 {
+		return errors.New("WXREPLY_MAX_RETRY_AGE (or -max-retry-age) must be positive")
+	}
+	if c.store == "" {
+		return errors.New("WXREPLY_STORE (or -store) must name a directory, memory, or a redis:// URL")
 	}
 	return nil
 }
@@ -192,4 +202,15 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want json or text", c.logFormat)
+}
+
+// server is the server's configuration as c sets it.
+func (c *config) server(log *slog.Logger) server.Config {
+	return server.Config{
+		Token: c.token, AppID: c.appID, AppSecret: c.appSecret, AESKey: c.aesKey,
+		APIBase: c.apiBase, RulesPath: c.rulesPath, APIKey: c.apiKey, Store: c.store,
+		ShutdownTimeout: c.shutdownTimeout, InFlight: c.workers, MaxRetryAge: c.maxRetryAge,
+		Typing: c.typing, LegacyToken: c.legacyToken,
+		Logger: log,
+	}
 }

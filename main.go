@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/server"
 )
 
 const usage = `usage: wxreply [command] [flags]
@@ -124,20 +124,24 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	a, err := newApp(&c, log)
+	srv, err := server.New(c.server(log))
 	if err != nil {
 		fmt.Fprintln(stderr, "wxreply:", err)
 		return 2
 	}
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
+		srv.Close()
 		fmt.Fprintf(stderr, "wxreply: cannot listen on %s (WXREPLY_ADDR): %v\n", c.addr, err)
 		return 2
 	}
 	if c.appID == "" || c.appSecret == "" {
 		log.Warn("WECHAT_APPID or WECHAT_APPSECRET not set: passive replies work, customer-service replies will fail")
 	}
-	if err := a.run(ctx, ln, hup); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if c.queueSize != 0 {
+		log.Warn("WXREPLY_QUEUE_SIZE is ignored: the outbox is bounded by the store, not by memory")
+	}
+	if err := srv.Run(ctx, ln, hup); err != nil {
 		log.Error("wxreply stopped", "error", err)
 		return 1
 	}

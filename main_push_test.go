@@ -16,9 +16,9 @@ import (
 	"github.com/wxreply/wxreply/wechat"
 )
 
-// The push API end to end: the real server (newApp, app.run) sending
-// through the real Sender to the fake WeChat API, with its window and
-// template bookkeeping, driven over HTTP as a client would.
+// The push API end to end: the real server (server.New, Run) sending
+// through the real outbox to the fake WeChat API, with the windows and
+// template bookkeeping in its store, driven over HTTP as a client would.
 
 const pushKey = "e2e-push-key"
 

@@ -1,17 +1,21 @@
 package main
 
 import (
-	"context"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/wxreply/wxreply/server"
 	"github.com/wxreply/wxreply/wechat"
+	"github.com/wxreply/wxreply/wechat/wechattest"
 )
 
 // runWith runs the command line in process with env as the environment.
@@ -63,10 +67,11 @@ func TestServeConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	const aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-	secrets := []string{"s3cret-token", aesKey, "s3cret-appsecret", "s3cret-apikey", "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"}
+	secrets := []string{"s3cret-token", aesKey, "s3cret-appsecret", "s3cret-apikey", "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", "s3cret-redis"}
+	underFile := filepath.Join(rulesFile, "data") // a regular file cannot hold a directory
 	good := map[string]string{
 		"WECHAT_TOKEN": "s3cret-token", "WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "s3cret-appsecret",
-		"WXREPLY_API_KEY": "s3cret-apikey", "WXREPLY_RULES": rulesFile,
+		"WXREPLY_API_KEY": "s3cret-apikey", "WXREPLY_RULES": rulesFile, "WXREPLY_STORE": "memory",
 		// Never reached: every case fails before listening.
 		"WXREPLY_ADDR": "256.0.0.1:bad",
 	}
@@ -90,7 +95,19 @@ func TestServeConfigErrors(t *testing.T) {
 		{"typing not a boolean", map[string]string{"WXREPLY_TYPING": "yes please"}, nil, "WXREPLY_TYPING"},
 		{"workers not a number", map[string]string{"WXREPLY_WORKERS": "eight"}, nil, `WXREPLY_WORKERS="eight"`},
 		{"no workers", map[string]string{"WXREPLY_WORKERS": "0"}, nil, "WXREPLY_WORKERS (or -workers) must be from 1 to 1000"},
-		{"queue size flag", nil, []string{"-queue-size", "0"}, "WXREPLY_QUEUE_SIZE (or -queue-size) must be positive"},
+		{"max retry age not a duration", map[string]string{"WXREPLY_MAX_RETRY_AGE": "6"}, nil, `WXREPLY_MAX_RETRY_AGE="6"`},
+		{"no max retry age", nil, []string{"-max-retry-age", "0s"}, "WXREPLY_MAX_RETRY_AGE (or -max-retry-age) must be positive"},
+		// WXREPLY_STORE set but empty is the same as unset (the default,
+		// ./data): only the flag can be given empty.
+		{"store empty", nil, []string{"-store", ""}, "WXREPLY_STORE (or -store) must name a directory, memory, or a redis:// URL"},
+		// The store is opened after the rules are loaded, which logs a
+		// line at info.
+		{"store under a regular file", map[string]string{"WXREPLY_STORE": underFile, "WXREPLY_LOG_LEVEL": "error"}, nil,
+			"store directory " + underFile},
+		{"store flag under a regular file", map[string]string{"WXREPLY_LOG_LEVEL": "error"}, []string{"-store", underFile},
+			"store directory " + underFile},
+		{"redis store", map[string]string{"WXREPLY_STORE": "redis://:s3cret-redis@127.0.0.1:6379/0", "WXREPLY_LOG_LEVEL": "error"}, nil,
+			"WXREPLY_STORE: the Redis store is not built into this version"},
 		{"legacy token not a boolean", map[string]string{"WXREPLY_LEGACY_TOKEN": "on"}, nil, "WXREPLY_LEGACY_TOKEN"},
 		{"API base not a URL", map[string]string{"WECHAT_API_BASE": "api.weixin.qq.com"}, nil, "WECHAT_API_BASE"},
 		{"bad log level", map[string]string{"WXREPLY_LOG_LEVEL": "loud"}, nil, "-log-level"},
@@ -132,25 +149,114 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// TestSenderSizesReachTheSender checks that -workers and -queue-size are
-// wired: with a queue of one, a second message is refused.
-func TestSenderSizesReachTheSender(t *testing.T) {
-	c := config{token: "t", apiBase: "http://127.0.0.1:1", rulesPath: filepath.Join("test", "testdata", "rules.yaml"),
-		shutdownTimeout: time.Second, workers: 1, queueSize: 1, logLevel: "error", logFormat: "text"}
-	a, err := newApp(&c, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
+// TestServerConfig: every setting of the contract reaches server.Config.
+func TestServerConfig(t *testing.T) {
+	var c config
+	fs := newFlagSet("serve", &c, env(map[string]string{
+		"WECHAT_TOKEN": "tok", "WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "sec", "WECHAT_ENCODING_AES_KEY": "k",
+		"WECHAT_API_BASE": "http://api.example", "WXREPLY_RULES": "r.yaml", "WXREPLY_API_KEY": "key",
+		"WXREPLY_STORE": "/var/lib/wxreply", "WXREPLY_SHUTDOWN_TIMEOUT": "7s", "WXREPLY_MAX_RETRY_AGE": "2h",
+		"WXREPLY_WORKERS": "9", "WXREPLY_TYPING": "true", "WXREPLY_LEGACY_TOKEN": "1",
+	}), io.Discard)
+	if err := c.parse(fs, []string{"-workers", "11"}); err != nil {
 		t.Fatal(err)
 	}
-	msg := func() wechat.Outgoing {
-		return wechat.Outgoing{Custom: &wechat.CustomMessage{ToUser: "o1", MsgType: "text", Text: &wechat.Text{Content: "x"}}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	got := c.server(log)
+	want := server.Config{
+		Token: "tok", AppID: "wx1", AppSecret: "sec", AESKey: "k", APIBase: "http://api.example",
+		RulesPath: "r.yaml", APIKey: "key", Store: "/var/lib/wxreply",
+		ShutdownTimeout: 7 * time.Second, InFlight: 11, MaxRetryAge: 2 * time.Hour, Typing: true, LegacyToken: true,
+		Logger: log,
 	}
-	if _, err := a.sender.Enqueue(msg()); err != nil {
-		t.Fatalf("first message refused: %v", err)
+	if got.Delivery != nil || got.Now != nil {
+		t.Errorf("serve sets a test hook: %+v", got)
 	}
-	if _, err := a.sender.Enqueue(msg()); !errors.Is(err, wechat.ErrQueueFull) {
-		t.Fatalf("second message into a queue of one: %v, want ErrQueueFull", err)
+	got.Delivery, got.Now = nil, nil
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Errorf("server config\n%+v\nwant\n%+v", got, want)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_ = a.sender.Shutdown(ctx)
+
+	// The defaults.
+	var d config
+	if err := d.parse(newFlagSet("serve", &d, env(nil), io.Discard), nil); err != nil {
+		t.Fatal(err)
+	}
+	if sc := d.server(log); sc.Store != "data" || sc.InFlight != 128 || sc.MaxRetryAge != 6*time.Hour || sc.ShutdownTimeout != 25*time.Second {
+		t.Errorf("defaults: store %q, in flight %d, max retry age %s, shutdown %s; want data, 128, 6h, 25s",
+			sc.Store, sc.InFlight, sc.MaxRetryAge, sc.ShutdownTimeout)
+	}
+}
+
+// TestWorkersBoundSendsNotTheQueue: -workers is how many send calls are
+// under way at once, over all users; -queue-size bounds nothing any more,
+// so with a "queue" of one every push is accepted while WeChat is slow,
+// and all are delivered.
+func TestWorkersBoundSendsNotTheQueue(t *testing.T) {
+	const workers, users, perUser = 2, 5, 3
+	fake := wechattest.New()
+	gate := make(chan struct{})                  // a send lets one call through
+	passed := make(chan struct{}, users*perUser) // and the call says it left the count
+	var mu sync.Mutex
+	inFlight, maxInFlight := 0, 0
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wechat.PathCustomSend {
+			mu.Lock()
+			inFlight++
+			maxInFlight = max(maxInFlight, inFlight)
+			mu.Unlock()
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+			}
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+			if r.Context().Err() != nil {
+				return
+			}
+			passed <- struct{}{}
+		}
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close) // after the server's shutdown, which ends the calls held
+	c := &config{token: "tok", appID: fake.AppID, appSecret: fake.AppSecret, apiBase: front.URL,
+		rulesPath: filepath.Join("test", "testdata", "rules.yaml"), apiKey: pushKey, store: "memory",
+		shutdownTimeout: 5 * time.Second, workers: workers, queueSize: 1}
+	p := pushClient{t, startServer(t, c)}
+	for i := 0; i < perUser; i++ {
+		for u := 0; u < users; u++ {
+			body := fmt.Sprintf(`{"touser":"oW%d","msgtype":"text","text":{"content":"m%d"}}`, u, i)
+			if a := p.do("POST", "/api/v1/messages", body, nil); a.Code != 202 {
+				t.Fatalf("push %d/%d refused: %d %s", u, i, a.Code, a.Raw)
+			}
+		}
+	}
+	busy := func() int { mu.Lock(); defer mu.Unlock(); return inFlight }
+	// Let the calls through one at a time: each time, as many as
+	// -workers are at WeChat, and never more.
+	for sent := 0; sent < users*perUser; sent++ {
+		want := min(workers, users*perUser-sent)
+		deadline := time.Now().Add(10 * time.Second)
+		for n := busy(); n != want; n = busy() {
+			if n > want || time.Now().After(deadline) {
+				t.Fatalf("%d calls at WeChat after %d went through, want %d", n, sent, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		gate <- struct{}{}
+		<-passed
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fake.Accepted(wechat.PathCustomSend)) < users*perUser {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered", len(fake.Accepted(wechat.PathCustomSend)), users*perUser)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight != workers {
+		t.Errorf("%d calls at WeChat at once, want -workers %d", maxInFlight, workers)
+	}
 }

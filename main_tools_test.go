@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/server"
 	"github.com/wxreply/wxreply/wechat"
 	"github.com/wxreply/wxreply/wechat/wechattest"
 )
@@ -153,8 +154,9 @@ func TestSandboxLiveEdit(t *testing.T) {
 	}
 }
 
-// startApp runs the real server (newApp, app.run) with the push API on,
-// against the fake WeChat API, and returns its base URL. edits change the
+// startApp runs the real server (server.New with the configuration's
+// server(log), and Run, as serve does) with the push API on, against the
+// fake WeChat API, and returns its base URL. edits change the
 // configuration first.
 func startApp(t *testing.T, apiKey string, edits ...func(*config)) (string, *wechattest.Server) {
 	t.Helper()
@@ -162,27 +164,37 @@ func startApp(t *testing.T, apiKey string, edits ...func(*config)) (string, *wec
 	t.Cleanup(fake.Close)
 	c := &config{
 		token: "tok", appID: fake.AppID, appSecret: fake.AppSecret, apiBase: fake.URL,
-		rulesPath: "rules.yaml", apiKey: apiKey, shutdownTimeout: 5 * time.Second,
+		rulesPath: "rules.yaml", apiKey: apiKey, shutdownTimeout: 5 * time.Second, store: "memory",
 	}
 	for _, edit := range edits {
 		edit(c)
 	}
-	a, err := newApp(c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startServer(t, c), fake
+}
+
+// startServer runs the server c configures on a loopback port until the
+// test ends, and returns its base URL.
+func startServer(t *testing.T, c *config) string {
+	t.Helper()
+	srv, err := server.New(c.server(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		srv.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.run(ctx, ln, nil)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + ln.Addr().String(), fake
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 func TestSendCommand(t *testing.T) {
@@ -270,7 +282,7 @@ func TestReplayCommand(t *testing.T) {
 
 type nopResponder struct{}
 
-func (nopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
+func (nopResponder) Respond(context.Context, *wechat.Message) ([]byte, error) { return nil, nil }
 
 func TestLocalURL(t *testing.T) {
 	for addr, want := range map[string]string{

@@ -20,7 +20,7 @@ type callback struct {
 	cipher    *wechat.Cipher
 	responder Responder
 	log       *slog.Logger
-	dedupe    *dedupe
+	inflight  *inflight
 	now       func() time.Time
 }
 
@@ -76,33 +76,41 @@ func (cb *callback) receive(c echo.Context) error {
 	}
 
 	key := m.DedupeKey()
-	a, first := cb.dedupe.begin(key)
+	a, first := cb.inflight.begin(key)
 	var reply []byte
 	if first {
-		reply = cb.handle(c.Request().Context(), m, key, a)
+		reply, err = cb.handle(c.Request().Context(), m, key, a)
 	} else {
-		cb.log.Info("dropped WeChat retry of a callback already handled", msgAttrs(m)...)
-		reply, _ = a.wait()
+		cb.log.Info("WeChat retry of a callback still being handled: answering with its answer", msgAttrs(m)...)
+		var ok bool
+		if reply, err, ok = a.wait(); !ok {
+			err = errors.New("the first copy is still being handled")
+		}
+	}
+	if err != nil {
+		// Nothing was recorded: WeChat must not be told success, and
+		// tries again.
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "cannot record the message now; retry").SetInternal(err)
 	}
 	return cb.answer(c, m, reply, encrypted)
 }
 
 // handle gives the first copy of a callback to the Responder and returns
 // the passive reply's plaintext XML, or nil to answer success. It records
-// that on a, for the retries, even when the Responder panics: a retry
-// waiting on a then gets success at once instead of a timeout.
-func (cb *callback) handle(ctx context.Context, m *wechat.Message, key string, a *answer) (reply []byte) {
-	defer func() { cb.dedupe.finish(key, a, reply) }()
-	passive := cb.responder.Respond(ctx, m)
-	if passive == nil {
-		return nil
-	}
-	xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, cb.now().Unix(), passive)
-	if err != nil {
-		cb.log.Error("passive reply not sent", append(msgAttrs(m), "error", err)...)
-		return nil
-	}
-	return xml
+// the outcome on a, for the retries waiting, even when the Responder
+// panics: a retry waiting on a then gets an answer at once instead of a
+// timeout.
+func (cb *callback) handle(ctx context.Context, m *wechat.Message, key string, a *answer) (reply []byte, err error) {
+	done := false
+	defer func() {
+		if !done {
+			err = errors.New("the callback's handling panicked")
+		}
+		cb.inflight.finish(key, a, reply, err)
+	}()
+	reply, err = cb.responder.Respond(ctx, m)
+	done = true
+	return reply, err
 }
 
 // answer writes the HTTP answer: success, or the passive reply, encrypted

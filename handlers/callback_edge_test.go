@@ -181,9 +181,11 @@ func TestOtherMethods(t *testing.T) {
 	}
 }
 
-// TestRetryAnsweredInItsOwnMode: a retry gets the first copy's passive
-// reply, encrypted and signed for the retry itself, not a copy of the
-// bytes the first copy was sent.
+// TestRetryAnsweredInItsOwnMode: a retry that arrives while the first
+// copy is being handled gets that copy's passive reply, encrypted and
+// signed for the retry itself, not a copy of the bytes the first copy was
+// sent. (Retries recognised later, by the store, are tested with the real
+// Responder in callback_store_test.go.)
 func TestRetryAnsweredInItsOwnMode(t *testing.T) {
 	cipher := testCipher(t)
 	safe := capture(t, "safe", "text.xml")
@@ -191,40 +193,80 @@ func TestRetryAnsweredInItsOwnMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plainCopy := func(base string) (int, string) { return post(t, signedURL(base, ""), capture(t, "plain", "text.xml")) }
-	safeCopy := func(base string) (int, string) { return post(t, signedURL(base, env.Encrypt), safe) }
+	plainCopy := func(base string) <-chan string {
+		return postAsync(t, signedURL(base, ""), capture(t, "plain", "text.xml"))
+	}
+	safeCopy := func(base string) <-chan string { return postAsync(t, signedURL(base, env.Encrypt), safe) }
 	for _, tt := range []struct {
-		name          string
-		first, retry  func(string) (int, string)
-		wantEncrypted bool
+		name                 string
+		first, retry         func(string) <-chan string
+		firstEnc, wantRetEnc bool
 	}{
-		{"plaintext, then encrypted", plainCopy, safeCopy, true},
-		{"encrypted, then plaintext", safeCopy, plainCopy, false},
-		{"encrypted twice", safeCopy, safeCopy, true},
+		{"plaintext, then encrypted", plainCopy, safeCopy, false, true},
+		{"encrypted, then plaintext", safeCopy, plainCopy, true, false},
+		{"encrypted twice", safeCopy, safeCopy, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "once"}}}
-			srv := newTestServer(t, rec, cipher)
-			tt.first(srv.URL)
-			code, body := tt.retry(srv.URL)
-			if code != 200 || len(rec.messages()) != 1 {
-				t.Fatalf("retry: %d, responder saw %d copies", code, len(rec.messages()))
-			}
-			reply, err := wechat.ParseMessage([]byte(body))
-			if err != nil {
-				t.Fatalf("reply %q: %v", body, err)
-			}
-			if !tt.wantEncrypted {
-				if reply.Encrypt != "" || reply.Content != "once" {
-					t.Fatalf("a plaintext retry was answered %s", body)
+			srv, logs := newLoggedServer(t, rec, cipher)
+			release := rec.holdCalls(t)
+			first := tt.first(srv.URL)
+			rec.waitCalls(t, 1)
+			retry := tt.retry(srv.URL)
+			logs.waitFor(t, retryWaiting, 1)
+			release()
+			for _, c := range []struct {
+				name      string
+				ch        <-chan string
+				encrypted bool
+			}{{"first copy", first, tt.firstEnc}, {"retry", retry, tt.wantRetEnc}} {
+				code, body := answerOf(t, c.ch)
+				if code != 200 {
+					t.Fatalf("%s: %d %q", c.name, code, body)
 				}
-				return
+				checkReplyMode(t, cipher, c.name, body, c.encrypted, "once")
 			}
-			plain, err := cipher.Decrypt(reply.Encrypt)
-			if err != nil || !strings.Contains(string(plain), "once") {
-				t.Fatalf("an encrypted retry was answered %s (%v)", body, err)
+			if n := len(rec.messages()); n != 1 {
+				t.Fatalf("responder saw %d copies, want 1", n)
 			}
 		})
+	}
+}
+
+// checkReplyMode checks that body is a passive reply saying want, in
+// plaintext or encrypted (and signed) as encrypted says.
+func checkReplyMode(t *testing.T, cipher *wechat.Cipher, name, body string, encrypted bool, want string) {
+	t.Helper()
+	reply, err := wechat.ParseMessage([]byte(body))
+	if err != nil {
+		t.Fatalf("%s: reply %q: %v", name, body, err)
+	}
+	if !encrypted {
+		if reply.Encrypt != "" || reply.Content != want {
+			t.Fatalf("%s: a plaintext copy was answered %s", name, body)
+		}
+		return
+	}
+	if reply.Content != "" || reply.MsgType != "" {
+		t.Fatalf("%s: an encrypted copy's answer carries the plaintext: %s", name, body)
+	}
+	plain, err := cipher.Decrypt(reply.Encrypt)
+	if err != nil || !strings.Contains(string(plain), want) {
+		t.Fatalf("%s: an encrypted copy was answered %s (%v)", name, body, err)
+	}
+	var sig, ts, nonce string
+	for _, u := range reply.Unknown {
+		switch u.XMLName.Local {
+		case "MsgSignature":
+			sig = u.Value
+		case "TimeStamp":
+			ts = u.Value
+		case "Nonce":
+			nonce = u.Value
+		}
+	}
+	if !wechat.VerifyMsgSignature(testToken, sig, ts, nonce, reply.Encrypt) {
+		t.Errorf("%s: reply MsgSignature %q does not verify", name, sig)
 	}
 }
 
@@ -233,7 +275,7 @@ type blockingPanicker struct {
 	started, release chan struct{}
 }
 
-func (b *blockingPanicker) Respond(context.Context, *wechat.Message) *wechat.CustomMessage {
+func (b *blockingPanicker) Respond(context.Context, *wechat.Message) ([]byte, error) {
 	close(b.started)
 	<-b.release
 	panic("responder exploded")
@@ -241,12 +283,16 @@ func (b *blockingPanicker) Respond(context.Context, *wechat.Message) *wechat.Cus
 
 // TestRetryWhileFirstCopyPanics: a retry waiting on a first copy that
 // panics is answered as soon as the panic is over, not after the wait
-// runs out, and the panic is logged with the request id.
+// runs out, and with 503, so that WeChat tries once more; the panic is
+// logged with the request id.
 func TestRetryWhileFirstCopyPanics(t *testing.T) {
 	var logs syncBuffer
 	r := &blockingPanicker{started: make(chan struct{}), release: make(chan struct{})}
 	srv := httptest.NewServer(New(Config{Token: testToken, Responder: r, Logger: slog.New(slog.NewJSONHandler(&logs, nil))}))
 	defer srv.Close()
+	var once sync.Once
+	releasePanic := func() { once.Do(func() { close(r.release) }) }
+	defer releasePanic() // before srv.Close, should the test fail early
 	body := capture(t, "plain", "text.xml")
 
 	var wg sync.WaitGroup
@@ -263,25 +309,23 @@ func TestRetryWhileFirstCopyPanics(t *testing.T) {
 		resp.Body.Close()
 		firstCode, firstID = resp.StatusCode, resp.Header.Get("X-Request-Id")
 	}()
-	<-r.started
-	retried := make(chan string)
-	go func() {
-		code, out := post(t, signedURL(srv.URL, ""), body)
-		retried <- strconv.Itoa(code) + " " + out
-	}()
-	// Let the retry reach its wait before the first copy panics.
-	for !strings.Contains(logs.String(), "dropped WeChat retry") {
-		time.Sleep(time.Millisecond)
+	select {
+	case <-r.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first copy never reached the Responder")
 	}
+	retried := postAsync(t, signedURL(srv.URL, ""), body)
+	// Let the retry reach its wait before the first copy panics.
+	logs.waitFor(t, retryWaiting, 1)
 	released := time.Now()
-	close(r.release)
-	got := <-retried
+	releasePanic()
+	code, out := answerOf(t, retried)
 	if waited := time.Since(released); waited > retryWait/2 {
 		t.Errorf("the retry waited %v after the first copy ended", waited)
 	}
 	wg.Wait()
-	if got != "200 success" || firstCode != 500 {
-		t.Fatalf("first copy %d, retry %q; want 500 and 200 success", firstCode, got)
+	if firstCode != 500 || code != http.StatusServiceUnavailable || strings.Contains(out, "success") {
+		t.Fatalf("first copy %d, retry %d %q; want 500 and 503", firstCode, code, out)
 	}
 	var panicLine, requestLine bool
 	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -300,15 +344,21 @@ func TestRetryWhileFirstCopyPanics(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
+// syncBuffer is a log sink safe for concurrent writes, that a test can
+// wait on.
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed and replaced on each write
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+	}
+	b.changed = make(chan struct{})
 	return b.buf.Write(p)
 }
 
@@ -316,6 +366,31 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// waitFor waits until s has been written n times, failing the test if
+// that takes over 10 seconds.
+func (b *syncBuffer) waitFor(t *testing.T, s string, n int) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		got := strings.Count(b.buf.String(), s)
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("%q logged %d times in 10s, want %d:\n%s", s, got, n, b.String())
+		}
+	}
 }
 
 // TestRefusedBeforeTheBodyArrives: a request refused for its signature is

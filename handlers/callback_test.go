@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,24 +27,44 @@ const (
 )
 
 // recorder is a Responder that records what it was given and answers
-// with a fixed passive reply (nil: none).
+// with a fixed passive reply (nil: success), or with an error. While hold
+// is set, every call waits for it to be closed before answering, so that
+// a test can have copies of a callback overlap without sleeping.
 type recorder struct {
 	mu      sync.Mutex
 	got     []*wechat.Message
+	called  chan struct{} // closed and replaced on each call
 	passive *wechat.CustomMessage
-	delay   time.Duration
+	err     error
+	hold    chan struct{}
 	panics  bool
 }
 
-func (r *recorder) Respond(_ context.Context, m *wechat.Message) *wechat.CustomMessage {
+func (r *recorder) Respond(_ context.Context, m *wechat.Message) ([]byte, error) {
 	if r.panics {
 		panic("responder exploded")
 	}
-	time.Sleep(r.delay)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.got = append(r.got, m)
-	return r.passive
+	if r.called != nil {
+		close(r.called)
+	}
+	r.called = make(chan struct{})
+	hold := r.hold
+	r.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	r.mu.Lock()
+	passive, err := r.passive, r.err
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if passive == nil {
+		return nil, nil
+	}
+	return wechat.EncodeReply(m.FromUserName, m.ToUserName, 1700000000, passive)
 }
 
 func (r *recorder) messages() []*wechat.Message {
@@ -51,6 +72,63 @@ func (r *recorder) messages() []*wechat.Message {
 	defer r.mu.Unlock()
 	return append([]*wechat.Message(nil), r.got...)
 }
+
+// waitCalls waits until the Responder has been called n times.
+func (r *recorder) waitCalls(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		got := len(r.got)
+		if r.called == nil {
+			r.called = make(chan struct{})
+		}
+		ch := r.called
+		r.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("the Responder was called %d times in 10s, want %d", got, n)
+		}
+	}
+}
+
+// setErr changes the error the recorder answers (nil: its reply).
+func (r *recorder) setErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+// holdCalls makes the calls from now on wait until the returned release
+// is called; release is also called when the test ends, so that a failed
+// test does not leave the server's requests hanging.
+func (r *recorder) holdCalls(t *testing.T) (release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	r.mu.Lock()
+	r.hold = gate
+	r.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.hold = nil
+			r.mu.Unlock()
+			close(gate)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// retryWaiting is what the server logs when a copy of a callback arrives
+// while an earlier copy is still being handled, just before it waits.
+const retryWaiting = "WeChat retry of a callback still being handled"
 
 func newTestServer(t *testing.T, r Responder, cipher *wechat.Cipher) *httptest.Server {
 	t.Helper()
@@ -63,6 +141,56 @@ func newTestServer(t *testing.T, r Responder, cipher *wechat.Cipher) *httptest.S
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// newLoggedServer is newTestServer with its JSON log kept, for tests that
+// wait on what the server logs.
+func newLoggedServer(t *testing.T, r Responder, cipher *wechat.Cipher) (*httptest.Server, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(New(Config{
+		Token:     testToken,
+		Cipher:    cipher,
+		Responder: r,
+		Logger:    slog.New(slog.NewJSONHandler(logs, nil)),
+	}))
+	t.Cleanup(srv.Close)
+	return srv, logs
+}
+
+// postAsync posts body in the background; the answer comes on the
+// channel as "<status> <body>".
+func postAsync(t *testing.T, rawURL string, body []byte) <-chan string {
+	t.Helper()
+	out := make(chan string, 1)
+	go func() {
+		resp, err := http.Post(rawURL, "text/xml", bytes.NewReader(body))
+		if err != nil {
+			out <- "error " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out <- strconv.Itoa(resp.StatusCode) + " " + string(b)
+	}()
+	return out
+}
+
+// answerOf waits for an answer of postAsync.
+func answerOf(t *testing.T, ch <-chan string) (code int, body string) {
+	t.Helper()
+	select {
+	case a := <-ch:
+		c, b, _ := strings.Cut(a, " ")
+		code, err := strconv.Atoi(c)
+		if err != nil {
+			t.Fatalf("no answer: %s", a)
+		}
+		return code, b
+	case <-time.After(15 * time.Second):
+		t.Fatal("no answer within 15s")
+	}
+	return 0, ""
 }
 
 func testCipher(t *testing.T) *wechat.Cipher {
@@ -301,63 +429,152 @@ func TestEncryptedRefused(t *testing.T) {
 	})
 }
 
-func TestRetriesDropped(t *testing.T) {
-	rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "once"}}}
+// TestCopiesAfterTheAnswerReachTheResponder: once a callback is
+// answered, handlers remember nothing of it: a later copy (a WeChat retry
+// after a timeout, or the same message again) is the Responder's to
+// recognise, from the mark it recorded in the store, on any instance and
+// after a restart. The dedupe across sequential retries is tested with
+// the real Responder and store in callback_store_test.go.
+func TestCopiesAfterTheAnswerReachTheResponder(t *testing.T) {
+	rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "again"}}}
 	srv := newTestServer(t, rec, nil)
 	body := capture(t, "plain", "text.xml")
-	var first string
-	for i := 0; i < 4; i++ { // the first copy and WeChat's three retries
+	for i := range 3 {
 		code, reply := post(t, signedURL(srv.URL, ""), body)
-		if code != 200 {
-			t.Fatalf("copy %d: status %d", i, code)
-		}
-		if i == 0 {
-			first = reply
-		} else if reply != first {
-			t.Errorf("retry %d answered %q, want the first answer %q", i, reply, first)
+		if code != 200 || !strings.Contains(reply, "again") {
+			t.Fatalf("copy %d: %d %q", i, code, reply)
 		}
 	}
-	if n := len(rec.messages()); n != 1 {
-		t.Fatalf("responder saw %d copies, want 1", n)
-	}
-	// Events dedupe on FromUserName + CreateTime + Event.
-	ev := capture(t, "plain", "event_subscribe.xml")
-	post(t, signedURL(srv.URL, ""), ev)
-	post(t, signedURL(srv.URL, ""), ev)
-	if n := len(rec.messages()); n != 2 {
-		t.Fatalf("responder saw %d messages after a repeated event, want 2", n)
+	if n := len(rec.messages()); n != 3 {
+		t.Fatalf("responder saw %d of 3 sequential copies, want all of them", n)
 	}
 }
 
+// TestRetryDuringFirstCopy: copies arriving while the first is still
+// being handled are not handed to the Responder again: they wait and get
+// the first copy's answer.
 func TestRetryDuringFirstCopy(t *testing.T) {
-	rec := &recorder{delay: 300 * time.Millisecond, passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "slow"}}}
-	srv := newTestServer(t, rec, nil)
+	rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "slow"}}}
+	srv, logs := newLoggedServer(t, rec, nil)
+	release := rec.holdCalls(t)
 	body := capture(t, "plain", "text.xml")
-	var wg sync.WaitGroup
-	var ok atomic.Int32
-	replies := make([]string, 4)
-	for i := range replies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, reply := post(t, signedURL(srv.URL, ""), body)
-			if code == 200 {
-				ok.Add(1)
-			}
-			replies[i] = reply
-		}()
+	var answers []<-chan string
+	for range 4 { // the first copy and WeChat's three retries, at once
+		answers = append(answers, postAsync(t, signedURL(srv.URL, ""), body))
 	}
-	wg.Wait()
-	if ok.Load() != 4 {
-		t.Fatalf("%d of 4 copies answered 200", ok.Load())
+	logs.waitFor(t, retryWaiting, 3)
+	release()
+	for i, a := range answers {
+		code, reply := answerOf(t, a)
+		if code != 200 || !strings.Contains(reply, "slow") {
+			t.Errorf("copy %d answered %d %q, want 200 and the passive reply", i, code, reply)
+		}
 	}
 	if n := len(rec.messages()); n != 1 {
 		t.Fatalf("responder handled %d concurrent copies, want 1", n)
 	}
-	for i, r := range replies {
-		if !strings.Contains(r, "slow") {
-			t.Errorf("copy %d answered %q, want the passive reply", i, r)
+}
+
+// TestResponderErrorAnswered503: a Responder that could not record the
+// callback makes the server answer 503, never 200 or "success", so that
+// WeChat tries again; and the next copy is handed to the Responder again.
+func TestResponderErrorAnswered503(t *testing.T) {
+	cipher := testCipher(t)
+	rec := &recorder{err: errors.New("store unavailable"),
+		passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "recorded"}}}
+	srv := newTestServer(t, rec, cipher)
+	safe := capture(t, "safe", "text.xml")
+	env, err := wechat.ParseMessage(safe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		url  string
+		body []byte
+	}{
+		{"plaintext", signedURL(srv.URL, ""), capture(t, "plain", "text.xml")},
+		{"encrypted", signedURL(srv.URL, env.Encrypt), safe},
+		{"event", signedURL(srv.URL, ""), capture(t, "plain", "event_subscribe.xml")},
+	} {
+		code, body := post(t, tc.url, tc.body)
+		if code != http.StatusServiceUnavailable || strings.Contains(body, "success") {
+			t.Errorf("%s: answered %d %q, want 503 and not success", tc.name, code, body)
 		}
+	}
+	if n := len(rec.messages()); n != 3 {
+		t.Fatalf("responder saw %d messages, want 3", n)
+	}
+	// Nothing of the failure is remembered: WeChat's retry is handled.
+	rec.setErr(nil)
+	code, body := post(t, signedURL(srv.URL, ""), capture(t, "plain", "text.xml"))
+	if code != 200 || !strings.Contains(body, "recorded") {
+		t.Fatalf("retry after the failure: %d %q, want 200 and the passive reply", code, body)
+	}
+	if n := len(rec.messages()); n != 4 {
+		t.Fatalf("responder saw %d messages, want 4: the retry after a failure must be handled", n)
+	}
+}
+
+// TestRetryWaitingOnAFailedFirstCopy: a retry waiting on a first copy
+// whose Responder fails gets the same 503, at once, and is not handed to
+// the Responder itself.
+func TestRetryWaitingOnAFailedFirstCopy(t *testing.T) {
+	rec := &recorder{err: errors.New("store unavailable")}
+	srv, logs := newLoggedServer(t, rec, nil)
+	release := rec.holdCalls(t)
+	body := capture(t, "plain", "text.xml")
+	first := postAsync(t, signedURL(srv.URL, ""), body)
+	rec.waitCalls(t, 1)
+	retry := postAsync(t, signedURL(srv.URL, ""), body)
+	logs.waitFor(t, retryWaiting, 1)
+	released := time.Now()
+	release()
+	for name, ch := range map[string]<-chan string{"first copy": first, "retry": retry} {
+		code, reply := answerOf(t, ch)
+		if code != http.StatusServiceUnavailable || strings.Contains(reply, "success") {
+			t.Errorf("%s answered %d %q, want 503", name, code, reply)
+		}
+	}
+	if waited := time.Since(released); waited > retryWait/2 {
+		t.Errorf("the retry was answered %v after the first copy failed: it waited for its timeout", waited)
+	}
+	if n := len(rec.messages()); n != 1 {
+		t.Fatalf("responder saw %d copies, want 1", n)
+	}
+}
+
+// TestRetryWaitRunsOut: a retry does not wait past retryWait for a first
+// copy that is still being handled: it is answered 503 (WeChat tries
+// again) inside WeChat's five seconds, while the first copy, once done,
+// is answered normally.
+func TestRetryWaitRunsOut(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "late"}}}
+	srv, logs := newLoggedServer(t, rec, nil)
+	release := rec.holdCalls(t)
+	body := capture(t, "plain", "text.xml")
+	first := postAsync(t, signedURL(srv.URL, ""), body)
+	rec.waitCalls(t, 1)
+	asked := time.Now()
+	retry := postAsync(t, signedURL(srv.URL, ""), body)
+	code, reply := answerOf(t, retry)
+	waited := time.Since(asked)
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("retry answered %d %q after %v, want 503", code, reply, waited)
+	}
+	if waited < retryWait || waited > retryWait+time.Second {
+		t.Errorf("retry answered after %v, want about %v", waited, retryWait)
+	}
+	if !strings.Contains(logs.String(), retryWaiting) {
+		t.Error("the retry did not wait on the first copy")
+	}
+	release()
+	if code, reply := answerOf(t, first); code != 200 || !strings.Contains(reply, "late") {
+		t.Errorf("first copy answered %d %q, want 200 and its passive reply", code, reply)
+	}
+	if n := len(rec.messages()); n != 1 {
+		t.Fatalf("responder saw %d copies, want 1", n)
 	}
 }
 
@@ -377,21 +594,63 @@ func TestPanicRecovered(t *testing.T) {
 	}
 }
 
+// TestHealthz: /healthz answers 200 "ok" while Health reports nothing
+// wrong, and 503 with the reason while it reports a problem; HEAD, which
+// load balancers probe with, gets the same statuses.
 func TestHealthz(t *testing.T) {
-	var ready atomic.Bool
-	e := New(Config{Token: testToken, Responder: &recorder{}, Ready: ready.Load,
+	var mu sync.Mutex
+	var problem error
+	health := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return problem
+	}
+	e := New(Config{Token: testToken, Responder: &recorder{}, Health: health,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := httptest.NewServer(e)
 	defer srv.Close()
-	for _, want := range []int{503, 200} {
-		resp, err := http.Get(srv.URL + "/healthz")
+	probe := func(method string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+"/healthz", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("healthz %d, want %d", resp.StatusCode, want)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
-		ready.Store(true)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		problem  error
+		wantCode int
+		wantBody string
+	}{
+		{errors.New("rules not loaded"), 503, "unavailable: rules not loaded\n"},
+		{errors.New("store memory: disk I/O error"), 503, "unavailable: store memory: disk I/O error\n"},
+		{nil, 200, "ok\n"},
+	} {
+		mu.Lock()
+		problem = tc.problem
+		mu.Unlock()
+		if code, body := probe(http.MethodGet); code != tc.wantCode || body != tc.wantBody {
+			t.Errorf("Health %v: GET /healthz %d %q, want %d %q", tc.problem, code, body, tc.wantCode, tc.wantBody)
+		}
+		if code, body := probe(http.MethodHead); code != tc.wantCode || body != "" {
+			t.Errorf("Health %v: HEAD /healthz %d %q, want %d and no body", tc.problem, code, body, tc.wantCode)
+		}
+	}
+
+	// Without a Health func the server is always healthy.
+	srv2 := newTestServer(t, &recorder{}, nil)
+	resp, err := http.Get(srv2.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("healthz without Health: %d, want 200", resp.StatusCode)
 	}
 }

@@ -1,86 +1,71 @@
 package handlers
 
 import (
+	"sync"
 	"time"
-
-	"github.com/patrickmn/go-cache"
 )
-
-// DefaultDedupeTTL covers WeChat's retry period: it waits five seconds for
-// an answer and tries three more times, so every copy of a message arrives
-// within about twenty seconds of the first.
-const DefaultDedupeTTL = 60 * time.Second
 
 // retryWait bounds how long a retry waits for the first copy's answer, so
 // the retry itself is still answered inside WeChat's five seconds.
 const retryWait = 4 * time.Second
 
-// dedupe remembers the callbacks it has seen, keyed by
-// wechat.Message.DedupeKey, together with the passive reply decided for
-// the first copy. A retry gets that same reply without being handled
-// again, even when it arrives while the first copy is still being
-// handled.
-type dedupe struct {
-	seen *cache.Cache
-	// none is the finished answer of every callback answered success.
-	// Most callbacks are, and one shared value for them keeps a minute of
-	// MsgIds down to the keys alone: the garbage collector scans what the
-	// cache holds on every cycle, at the callback's expense.
-	none *answer
+// inflight holds the callbacks being handled now, keyed by
+// wechat.Message.DedupeKey, so that a WeChat retry arriving while its
+// first copy is still being handled waits for that copy's answer instead
+// of being handled twice. Once the first copy is recorded its key leaves
+// the map: later retries are recognised by the store's mark, on any
+// instance and after a restart. The map holds only what is under way, so
+// it does not grow with the keys an outsider can invent.
+type inflight struct {
+	mu sync.Mutex
+	m  map[string]*answer
 }
 
-// answer is the passive reply decided for the first copy of a callback:
-// its plaintext XML, or nil for none. It is kept in plaintext because
-// each copy is encrypted (or not) for its own request.
+// answer is the outcome of a callback's first copy: the passive reply's
+// plaintext XML (nil for none), or the error that kept it from being
+// recorded. It is kept in plaintext because each copy is encrypted (or
+// not) for its own request.
 type answer struct {
-	done  chan struct{} // closed once reply is set
+	done  chan struct{} // closed once reply and err are set
 	reply []byte
+	err   error
 }
 
-func newDedupe(ttl time.Duration) *dedupe {
-	none := &answer{done: make(chan struct{})}
-	close(none.done)
-	return &dedupe{seen: cache.New(ttl, ttl), none: none}
-}
+func newInflight() *inflight { return &inflight{m: make(map[string]*answer)} }
 
-// begin registers key. first is true when this is the first copy: the
-// caller must handle it and call finish on the answer. Otherwise the
-// answer is the first copy's, to wait on.
-func (d *dedupe) begin(key string) (a *answer, first bool) {
-	fresh := &answer{done: make(chan struct{})}
-	for {
-		if d.seen.Add(key, fresh, cache.DefaultExpiration) == nil {
-			return fresh, true
-		}
-		// Add fails only when the key is present; it may expire between
-		// the two calls, in which case the next Add succeeds.
-		if v, ok := d.seen.Get(key); ok {
-			return v.(*answer), false
-		}
+// begin registers key. first is true when no copy is under way: the
+// caller must handle it and call finish. Otherwise the answer is the
+// copy under way's, to wait on.
+func (f *inflight) begin(key string) (a *answer, first bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a, ok := f.m[key]; ok {
+		return a, false
 	}
+	a = &answer{done: make(chan struct{})}
+	f.m[key] = a
+	return a, true
 }
 
-// finish records the first copy's reply under key and releases any
-// retries waiting on a.
-func (d *dedupe) finish(key string, a *answer, reply []byte) {
-	a.reply = reply
+// finish records the first copy's outcome and releases the retries
+// waiting on a.
+func (f *inflight) finish(key string, a *answer, reply []byte, err error) {
+	a.reply, a.err = reply, err
 	close(a.done)
-	if reply == nil {
-		// Retries from now on get the shared answer; those already
-		// waiting hold a.
-		d.seen.Set(key, d.none, cache.DefaultExpiration)
-	}
+	f.mu.Lock()
+	delete(f.m, key)
+	f.mu.Unlock()
 }
 
-// wait returns the first copy's reply, or ok false when it is not ready
+// wait returns the first copy's outcome, or ok false when it is not ready
 // within retryWait.
-func (a *answer) wait() (reply []byte, ok bool) {
+func (a *answer) wait() (reply []byte, err error, ok bool) {
 	t := time.NewTimer(retryWait)
 	defer t.Stop()
 	select {
 	case <-a.done:
-		return a.reply, true
+		return a.reply, a.err, true
 	case <-t.C:
-		return nil, false
+		return nil, nil, false
 	}
 }

@@ -1,59 +1,63 @@
 package handlers
 
 import (
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
-// TestDedupeForgets: remembered callbacks are dropped once their TTL has
-// passed, so the memory a flood of distinct messages takes is bounded by
-// the TTL, and a key seen again afterwards is handled as new.
-func TestDedupeForgets(t *testing.T) {
-	const ttl = 20 * time.Millisecond
-	d := newDedupe(ttl)
+// TestInflightForgetsFinished: the map holds only the callbacks under
+// way. A finished key leaves it at once, so a flood of distinct messages
+// takes no memory once answered, and a key seen again afterwards is a
+// first copy again (the store, not the map, recognises late retries).
+func TestInflightForgetsFinished(t *testing.T) {
+	f := newInflight()
 	for i := range 1000 {
 		key := "msg:" + strconv.Itoa(i)
-		a, first := d.begin(key)
+		a, first := f.begin(key)
 		if !first {
 			t.Fatalf("key %d taken for a retry", i)
 		}
 		var reply []byte
-		if i%2 == 0 { // half answered success, which share one answer
+		if i%2 == 0 {
 			reply = []byte("<xml/>")
 		}
-		d.finish(key, a, reply)
+		f.finish(key, a, reply, nil)
 	}
-	for deadline := time.Now().Add(5 * time.Second); d.seen.ItemCount() > 0; time.Sleep(ttl) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d entries still held long after their TTL: nothing evicts them", d.seen.ItemCount())
-		}
+	f.mu.Lock()
+	held := len(f.m)
+	f.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d finished callbacks still held", held)
 	}
-	if _, first := d.begin("msg:0"); !first {
-		t.Fatal("an expired key is still taken for a retry")
+	if _, first := f.begin("msg:0"); !first {
+		t.Fatal("a finished key is still taken for a retry")
 	}
 }
 
-// TestDedupeOneFirstCopy: of many copies arriving at once, exactly one is
-// handled and the others get its reply.
-func TestDedupeOneFirstCopy(t *testing.T) {
-	d := newDedupe(time.Minute)
+// TestInflightOneFirstCopy: of many copies arriving while the first is
+// under way, exactly one is handled and the others get its reply.
+func TestInflightOneFirstCopy(t *testing.T) {
+	f := newInflight()
 	var firsts atomic.Int32
-	var wg sync.WaitGroup
+	var wg, begun sync.WaitGroup
 	replies := make([]string, 50)
+	begun.Add(len(replies))
 	for i := range replies {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, first := d.begin("evt:o:1:subscribe")
+			a, first := f.begin("evt:o:1:subscribe")
+			begun.Done()
 			if first {
 				firsts.Add(1)
-				d.finish("evt:o:1:subscribe", a, []byte("reply"))
+				begun.Wait() // every copy has arrived while this one is under way
+				f.finish("evt:o:1:subscribe", a, []byte("reply"), nil)
 			}
-			r, ok := a.wait()
-			if ok {
+			r, err, ok := a.wait()
+			if ok && err == nil {
 				replies[i] = string(r)
 			}
 		}()
@@ -69,37 +73,54 @@ func TestDedupeOneFirstCopy(t *testing.T) {
 	}
 }
 
-// TestDedupeSuccessShared: a callback answered success is remembered as
-// the shared finished answer, and its retries, waiting already or
-// arriving later, are answered success too.
-func TestDedupeSuccessShared(t *testing.T) {
-	d := newDedupe(time.Minute)
-	a, first := d.begin("msg:1")
-	if !first {
-		t.Fatal("first copy taken for a retry")
-	}
-	waiting := make(chan []byte)
-	go func() {
-		b, _ := d.begin("msg:1")
-		r, ok := b.wait()
-		if !ok {
-			r = []byte("timeout")
-		}
-		waiting <- r
-	}()
-	time.Sleep(10 * time.Millisecond) // let the retry start waiting on a
-	d.finish("msg:1", a, nil)
-	if r := <-waiting; r != nil {
-		t.Fatalf("retry waiting during the first copy got %q, want success (nil)", r)
-	}
-	later, first := d.begin("msg:1")
-	if first {
-		t.Fatal("a retry after the first copy was handled again")
-	}
-	if later != d.none {
-		t.Fatal("a finished success is not remembered as the shared answer")
-	}
-	if r, ok := later.wait(); !ok || r != nil {
-		t.Fatalf("later retry got %q, %v", r, ok)
+// TestInflightSharesTheOutcome: retries waiting on a first copy get its
+// outcome, whatever it was: a success (no reply), a passive reply, or the
+// error that kept it from being recorded.
+func TestInflightSharesTheOutcome(t *testing.T) {
+	failed := errors.New("store unavailable")
+	for _, tc := range []struct {
+		name  string
+		reply []byte
+		err   error
+	}{
+		{"success", nil, nil},
+		{"passive reply", []byte("<xml>hi</xml>"), nil},
+		{"error", nil, failed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newInflight()
+			a, first := f.begin("msg:1")
+			if !first {
+				t.Fatal("first copy taken for a retry")
+			}
+			type outcome struct {
+				reply []byte
+				err   error
+				ok    bool
+			}
+			begun := make(chan struct{})
+			got := make(chan outcome, 1)
+			go func() {
+				b, first := f.begin("msg:1")
+				close(begun)
+				if first {
+					got <- outcome{reply: []byte("handled twice")}
+					return
+				}
+				r, err, ok := b.wait()
+				got <- outcome{r, err, ok}
+			}()
+			<-begun // the retry holds the first copy's answer
+			f.finish("msg:1", a, tc.reply, tc.err)
+			o := <-got
+			if !o.ok || string(o.reply) != string(tc.reply) || (tc.reply == nil) != (o.reply == nil) || !errors.Is(o.err, tc.err) || (tc.err == nil) != (o.err == nil) {
+				t.Fatalf("retry got %q, %v, ok %v; want %q, %v", o.reply, o.err, o.ok, tc.reply, tc.err)
+			}
+			// Once finished, the key is gone: a later copy is handled
+			// (and recognised by the store, which the Responder asks).
+			if _, first := f.begin("msg:1"); !first {
+				t.Fatal("a copy after the first one finished is taken for a retry")
+			}
+		})
 	}
 }

@@ -42,12 +42,18 @@ var fuzzStatuses = map[int]bool{200: true, 400: true, 401: true, 403: true, 413:
 // anything with Content, to exercise reply encoding and encryption.
 type countingResponder struct{ n atomic.Int64 }
 
-func (r *countingResponder) Respond(_ context.Context, m *wechat.Message) *wechat.CustomMessage {
+func (r *countingResponder) Respond(_ context.Context, m *wechat.Message) ([]byte, error) {
 	r.n.Add(1)
 	if m.Content == "" {
-		return nil
+		return nil, nil
 	}
-	return &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "收到：" + m.Content}}
+	reply, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, 1700000000,
+		&wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "收到：" + m.Content}})
+	if err != nil {
+		// As the real Responder does: no passive reply, answer success.
+		return nil, nil
+	}
+	return reply, nil
 }
 
 // captureFiles lists test/testdata's captures as mode/name.

@@ -6,11 +6,14 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// healthz answers 200 once the server can take callbacks, 503 before.
-func healthz(ready func() bool) echo.HandlerFunc {
+// healthz answers 200 while the server can take callbacks, and 503 with
+// the reason while it cannot (rules not loaded, the store not writable).
+func healthz(health func() error) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if ready != nil && !ready() {
-			return c.String(http.StatusServiceUnavailable, "not ready\n")
+		if health != nil {
+			if err := health(); err != nil {
+				return c.String(http.StatusServiceUnavailable, "unavailable: "+err.Error()+"\n")
+			}
 		}
 		return c.String(http.StatusOK, "ok\n")
 	}

@@ -10,13 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/wxreply/wxreply/wechat"
 )
 
 // Metrics is what GET /metrics exposes, in Prometheus' text format: HTTP
 // requests by route and status, and whatever the parts behind the server
-// register (the Sender's counters, the rules in force). Expose it only to
+// register (the outbox and the store, the rules in force). Expose it only to
 // your own network, like /api/v1.
 type Metrics struct {
 	Registry *prometheus.Registry
@@ -65,7 +63,7 @@ func (m *Metrics) instrument() echo.MiddlewareFunc {
 					status = he.Code
 				}
 			}
-			method := c.Request().Method
+			method := methodLabel(c.Request().Method)
 			m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 			m.latency.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 			return err
@@ -77,47 +75,13 @@ func (m *Metrics) handler() echo.HandlerFunc {
 	return echo.WrapHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 }
 
-// SenderCollector exposes a Sender's counters: what was accepted, how
-// each message ended, and what is waiting now.
-func SenderCollector(stats func() wechat.Stats) prometheus.Collector {
-	return &senderCollector{stats: stats}
-}
-
-type senderCollector struct {
-	stats func() wechat.Stats
-}
-
-var (
-	descEnqueued    = prometheus.NewDesc("wxreply_replies_enqueued_total", "Messages accepted for sending (rule replies and pushes).", nil, nil)
-	descRejected    = prometheus.NewDesc("wxreply_replies_rejected_total", "Messages refused at the queue: full, closed or invalid.", nil, nil)
-	descDelivered   = prometheus.NewDesc("wxreply_replies_delivered_total", "Messages WeChat accepted.", nil, nil)
-	descFailed      = prometheus.NewDesc("wxreply_replies_failed_total", "Messages that ended failed, with the reason in the log; includes out-of-window and shutdown.", nil, nil)
-	descRetried     = prometheus.NewDesc("wxreply_replies_retried_total", "Send attempts after the first.", nil, nil)
-	descOutOfWindow = prometheus.NewDesc("wxreply_replies_out_of_window_total", "Messages not sent because the user's 48-hour window was closed.", nil, nil)
-	descQueued      = prometheus.NewDesc("wxreply_replies_queued", "Messages waiting to be sent.", nil, nil)
-	descInFlight    = prometheus.NewDesc("wxreply_replies_in_flight", "Messages being sent now.", nil, nil)
-)
-
-func (c *senderCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEnqueued, descRejected, descDelivered, descFailed, descRetried, descOutOfWindow, descQueued, descInFlight} {
-		ch <- d
+// methodLabel bounds the method label: anyone can send a request with a
+// method of their own invention, and each would be a new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
 	}
-}
-
-func (c *senderCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.stats()
-	counter := func(d *prometheus.Desc, v int64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
-	}
-	gauge := func(d *prometheus.Desc, v int64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
-	}
-	counter(descEnqueued, st.Enqueued)
-	counter(descRejected, st.Rejected)
-	counter(descDelivered, st.Delivered)
-	counter(descFailed, st.Failed)
-	counter(descRetried, st.Retried)
-	counter(descOutOfWindow, st.OutOfWindow)
-	gauge(descQueued, st.Queued)
-	gauge(descInFlight, st.InFlight)
+	return "other"
 }

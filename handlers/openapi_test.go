@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -10,10 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/wxreply/wxreply/wechat"
+	"github.com/wxreply/wxreply/store"
 )
 
 // The push API's answers are what openapi.yaml says: every answer the
@@ -142,18 +144,43 @@ type pushCase struct {
 	path   string // the URL path; "{id}" is replaced by the id the setup posted
 	body   string
 	header map[string]string
-	setup  func(f *fakeSender, postedID string) // before the request, after the setup post
+	setup  func(t *testing.T, e *pushEnv, postedID string) // before the request, after the setup post
 }
 
 func TestOpenAPIMatchesAnswers(t *testing.T) {
 	spec := loadOpenAPI(t)
 	big := `{"touser":"o1","msgtype":"text","text":{"content":"` + strings.Repeat("x", MaxBodyBytes) + `"}}`
 	closed := `{"touser":"oClosed","msgtype":"text","text":{"content":"x"}}`
-	setErr := func(err error) func(*fakeSender, string) {
-		return func(f *fakeSender, _ string) { f.setErr(err) }
+	closeStore := func(t *testing.T, e *pushEnv, _ string) {
+		if err := e.store.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	setStatus := func(s wechat.Status) func(*fakeSender, string) {
-		return func(f *fakeSender, id string) { s.ID = id; f.setStatus(s) }
+	shutDown := func(t *testing.T, e *pushEnv, _ string) {
+		if err := e.engine.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyUsedFor := func(path, body string) func(*testing.T, *pushEnv, string) {
+		return func(t *testing.T, e *pushEnv, _ string) {
+			if r := call(t, "POST", e.url(path), body, withKey("used")); r.Code != 202 {
+				t.Fatalf("setup: %d %s", r.Code, r.Raw)
+			}
+		}
+	}
+	// outcome records how the posted message ended, as the engine does.
+	outcome := func(f store.Final, templateStatus string) func(*testing.T, *pushEnv, string) {
+		return func(t *testing.T, e *pushEnv, _ string) {
+			f.Now = time.Now()
+			if _, err := e.store.Complete(context.Background(), e.claim(t), f); err != nil {
+				t.Fatal(err)
+			}
+			if templateStatus != "" {
+				if err := e.engine.TemplateFinished(context.Background(), strconv.FormatInt(f.MsgID, 10), templateStatus); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	const msgs, tpls = "post /api/v1/messages", "post /api/v1/templates"
 	const getMsg, getTpl = "get /api/v1/messages/{id}", "get /api/v1/templates/{id}"
@@ -168,32 +195,40 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 		{name: "closed window", op: msgs, body: closed},
 		{name: "too large", op: msgs, body: big},
 		{name: "invalid", op: msgs, body: `{"touser":"o","msgtype":"news","news":{"articles":[]}}`},
-		{name: "queue full", op: msgs, body: validText, setup: setErr(wechat.ErrQueueFull)},
-		{name: "shutting down", op: msgs, body: validText, setup: setErr(wechat.ErrSenderClosed)},
+		{name: "key used for another body", op: msgs, body: validText, header: withKey("used"),
+			setup: keyUsedFor("/api/v1/messages", `{"touser":"o","msgtype":"text","text":{"content":"other"}}`)},
+		{name: "store unavailable", op: msgs, body: validText, setup: closeStore},
+		{name: "shutting down", op: msgs, body: validText, setup: shutDown},
 
 		{name: "template queued", op: tpls, body: validTemplate},
 		{name: "template not JSON", op: tpls, body: "{"},
 		{name: "template no auth", op: tpls, body: validTemplate, header: map[string]string{"Authorization": "Bearer wrong"}},
 		{name: "template too large", op: tpls, body: big},
 		{name: "template invalid", op: tpls, body: `{"touser":"o"}`},
-		{name: "template queue full", op: tpls, body: validTemplate, setup: setErr(wechat.ErrQueueFull)},
-		{name: "template shutting down", op: tpls, body: validTemplate, setup: setErr(wechat.ErrSenderClosed)},
+		{name: "template key used for a message", op: tpls, body: validTemplate, header: withKey("used"),
+			setup: keyUsedFor("/api/v1/messages", validText)},
+		{name: "template store unavailable", op: tpls, body: validTemplate, setup: closeStore},
+		{name: "template shutting down", op: tpls, body: validTemplate, setup: shutDown},
 
 		{name: "queued", op: getMsg},
-		{name: "failed", op: getMsg, setup: setStatus(wechat.Status{State: wechat.StateFailed, MsgType: "text", Reason: "out of window", ErrCode: 45015, Attempts: 1})},
-		{name: "delivered", op: getMsg, setup: setStatus(wechat.Status{State: wechat.StateDelivered, MsgType: "text", Attempts: 2})},
+		{name: "failed", op: getMsg, setup: outcome(store.Final{Reason: "out of window", ErrCode: 45015, Attempts: 1}, "")},
+		{name: "delivered", op: getMsg, setup: outcome(store.Final{Delivered: true, Attempts: 2}, "")},
 		{name: "unknown id", op: getMsg, path: "/api/v1/messages/nope"},
 		{name: "status no auth", op: getMsg, header: map[string]string{}},
-		{name: "template sent", op: getTpl, setup: setStatus(wechat.Status{State: wechat.StateDelivered, MsgType: "template", Attempts: 1, MsgID: 200228332})},
-		{name: "template failed", op: getTpl, setup: setStatus(wechat.Status{State: wechat.StateDelivered, MsgType: "template", Attempts: 1, MsgID: 7, TemplateStatus: "failed:user block"})},
+		{name: "status store unavailable", op: getMsg, setup: closeStore},
+		{name: "template sent", op: getTpl, setup: outcome(store.Final{Delivered: true, Attempts: 1, MsgID: 200228332}, "")},
+		{name: "template delivered", op: getTpl, setup: outcome(store.Final{Delivered: true, Attempts: 1, MsgID: 7}, "success")},
+		{name: "template failed", op: getTpl, setup: outcome(store.Final{Delivered: true, Attempts: 1, MsgID: 7}, "failed:user block")},
 		{name: "template unknown", op: getTpl, path: "/api/v1/templates/nope"},
 		{name: "template status no auth", op: getTpl, header: map[string]string{}},
+		{name: "template status store unavailable", op: getTpl, setup: closeStore},
 	}
 	given := map[string]bool{} // "op code" answered by some case
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &fakeSender{}
-			srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f, Window: fakeWindow{"oClosed": false}})
+			env := newPushEnv(t, pushOptions{})
+			env.closeWindow(t, "oClosed")
+			srv := env.srv
 			method, tmpl, _ := strings.Cut(tc.op, " ")
 			path := tc.path
 			var id string
@@ -210,7 +245,7 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 				path = tmpl
 			}
 			if tc.setup != nil {
-				tc.setup(f, id)
+				tc.setup(t, env, id)
 			}
 			header := tc.header
 			if header == nil {
@@ -265,7 +300,7 @@ func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
 // accepted by the server.
 func TestOpenAPIExamplesAccepted(t *testing.T) {
 	spec := loadOpenAPI(t)
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: &fakeSender{}})
+	srv := newPushEnv(t, pushOptions{}).srv
 	n := 0
 	for tmpl, ops := range asMap(at(spec.doc, "paths")) {
 		content := asMap(at(ops, "post", "requestBody", "content", "application/json"))

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -9,10 +10,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 )
 
@@ -20,58 +22,33 @@ import (
 // through wxreply, so that every message to a user goes through one queue,
 // one access token and one view of the 48-hour window.
 
-// PushSender queues outbound messages and reports on them. *wechat.Sender
-// is one.
-type PushSender interface {
-	// Enqueue accepts items for delivery and returns their ids, or fails
-	// without accepting any (wechat.ErrQueueFull when the queue is full).
-	Enqueue(items ...wechat.Outgoing) ([]string, error)
+// PushOutbox records pushed messages and reports on them.
+// *delivery.Engine is one.
+type PushOutbox interface {
+	// Accept records the request's items (with its Idempotency-Key) and
+	// returns once they are in the store.
+	Accept(ctx context.Context, r delivery.Request) (delivery.Accepted, error)
 	// Status reports on an accepted item; false for an unknown id.
-	Status(id string) (wechat.Status, bool)
+	Status(ctx context.Context, id string) (store.Status, bool, error)
+	// WindowOpen reports whether a user is inside the 48-hour window, and
+	// whether the store knows the user at all.
+	WindowOpen(ctx context.Context, openid string) (open, known bool, err error)
 }
 
-// PushWindow knows which users are inside the 48-hour customer-service
-// window. *wechat.Window is one.
-type PushWindow interface {
-	Open(openid string, now time.Time) (open, known bool)
-}
-
-// PushConfig turns on the push API under /api/v1. APIKey and Sender are
+// PushConfig turns on the push API under /api/v1. APIKey and Outbox are
 // required: with no key the routes are not registered at all.
 type PushConfig struct {
 	APIKey string // WXREPLY_API_KEY, the bearer key callers present
-	Sender PushSender
-	Window PushWindow // nil: no window check, WeChat's 45015 decides
-
-	// IdempotencyTTL is how long an Idempotency-Key is remembered; zero
-	// means DefaultIdempotencyTTL.
-	IdempotencyTTL time.Duration
-
-	// MaxIdempotencyKeys bounds the keys remembered at once, and so the
-	// memory they take (about 300 to 500 bytes each); zero means
-	// DefaultMaxIdempotencyKeys.
-	MaxIdempotencyKeys int
-
-	// Now is the clock of the window check; nil means time.Now.
-	Now func() time.Time
+	Outbox PushOutbox
 }
 
 const (
-	// DefaultIdempotencyTTL is how long an Idempotency-Key is remembered:
-	// a day covers any client's retry schedule.
-	DefaultIdempotencyTTL = 24 * time.Hour
-
-	// DefaultMaxIdempotencyKeys is WeChat's usual daily quota of template
-	// messages: an account that keys every push stays under it within
-	// DefaultIdempotencyTTL, in about 50 MB at most.
-	DefaultMaxIdempotencyKeys = 100_000
-
 	// maxIdempotencyKey bounds the header; UUIDs and hashes fit easily.
 	maxIdempotencyKey = 255
 
-	// retryAfterSeconds is answered with 429: the queue drains at the
-	// Sender's pace, a few messages per worker per second.
-	retryAfterSeconds = 1
+	// retryAfterSeconds is answered with 503 while the store cannot be
+	// written.
+	retryAfterSeconds = 5
 )
 
 // Push API statuses. "sent" is a template message WeChat accepted whose
@@ -108,32 +85,22 @@ type PushStatus struct {
 
 // push serves /api/v1.
 type push struct {
-	cfg  PushConfig
-	keys *idempotency
-	log  *slog.Logger
+	cfg PushConfig
+	log *slog.Logger
 }
 
 // registerPush adds the push API routes. A config without an APIKey or a
-// Sender registers nothing: the API is off, and /api/v1 answers 404.
+// Outbox registers nothing: the API is off, and /api/v1 answers 404.
 func registerPush(e *echo.Echo, cfg PushConfig, log *slog.Logger) {
 	switch {
 	case cfg.APIKey == "":
 		log.Info("push API off: no WXREPLY_API_KEY")
 		return
-	case cfg.Sender == nil:
-		log.Error("push API off: no sender configured")
+	case cfg.Outbox == nil:
+		log.Error("push API off: no outbox configured")
 		return
 	}
-	if cfg.IdempotencyTTL <= 0 {
-		cfg.IdempotencyTTL = DefaultIdempotencyTTL
-	}
-	if cfg.MaxIdempotencyKeys <= 0 {
-		cfg.MaxIdempotencyKeys = DefaultMaxIdempotencyKeys
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	p := &push{cfg: cfg, keys: newIdempotency(cfg.IdempotencyTTL, cfg.MaxIdempotencyKeys), log: log}
+	p := &push{cfg: cfg, log: log}
 	g := e.Group("/api/v1", bearerAuth(cfg.APIKey))
 	g.POST("/messages", p.postMessage)
 	g.GET("/messages/:id", p.status(false))
@@ -209,17 +176,17 @@ func (p *push) postMessage(c echo.Context) error {
 	if len(problems) > 0 {
 		return writeProblems(c, "invalid message: nothing was sent", problems)
 	}
-	return p.accept(c, "messages", body, m.ToUser, m.MsgType, func() (string, bool, error) {
-		// The window matters to customer-service messages only; template
-		// messages are not bound to it.
-		if p.cfg.Window != nil {
-			if open, known := p.cfg.Window.Open(m.ToUser, p.cfg.Now()); known && !open {
-				return "", false, writeError(c, http.StatusConflict,
-					"user is outside the 48-hour customer-service window: nothing was sent (a template message may still reach them)")
-			}
-		}
-		return p.enqueue(c, wechat.Outgoing{Custom: &m})
-	})
+	// The window matters to customer-service messages only; template
+	// messages are not bound to it.
+	open, known, err := p.cfg.Outbox.WindowOpen(c.Request().Context(), m.ToUser)
+	if err != nil {
+		return p.unavailable(c, err)
+	}
+	if known && !open {
+		return writeError(c, http.StatusConflict,
+			"user is outside the 48-hour customer-service window: nothing was sent (a template message may still reach them)")
+	}
+	return p.accept(c, "messages", body, m.ToUser, m.MsgType, wechat.Outgoing{Custom: &m})
 }
 
 // postTemplate is POST /api/v1/templates: a template message.
@@ -233,87 +200,48 @@ func (p *push) postTemplate(c echo.Context) error {
 	if len(problems) > 0 {
 		return writeProblems(c, "invalid template message: nothing was sent", problems)
 	}
-	return p.accept(c, "templates", body, m.ToUser, "template", func() (string, bool, error) {
-		return p.enqueue(c, wechat.Outgoing{Template: &m})
-	})
+	return p.accept(c, "templates", body, m.ToUser, "template", wechat.Outgoing{Template: &m})
 }
 
-// accept runs send once per Idempotency-Key. send either queues the
-// message (ok true, the new id) or writes the refusal itself (ok false).
-// A refused request leaves no trace under its key, so a retry after a 429
-// is tried again rather than refused forever.
-func (p *push) accept(c echo.Context, kind string, body []byte, openid, msgType string, send func() (id string, ok bool, err error)) error {
-	key := c.Request().Header.Get("Idempotency-Key")
-	if key == "" {
-		id, ok, err := send()
-		if !ok {
-			return err
+// accept records out, once per Idempotency-Key: a request repeated with
+// the same key and body gets the first one's id and sends nothing; the
+// same key with another body is refused. The key lives in the store, so
+// this holds across restarts and, on a shared store, across instances.
+func (p *push) accept(c echo.Context, kind string, body []byte, openid, msgType string, out wechat.Outgoing) error {
+	req := delivery.Request{Items: []wechat.Outgoing{out}}
+	if key := c.Request().Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > maxIdempotencyKey || !printableASCII(key) {
+			return writeError(c, http.StatusBadRequest,
+				fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKey))
 		}
-		return p.accepted(c, kind, id, openid, msgType, false)
+		fp := fingerprint(kind, body)
+		req.IdemKey, req.IdemFingerprint = key, fp[:]
 	}
-	if len(key) > maxIdempotencyKey || !printableASCII(key) {
-		return writeError(c, http.StatusBadRequest,
-			fmt.Sprintf("Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKey))
-	}
-	fp := fingerprint(kind, body)
-	for {
-		entry, first, full := p.keys.begin(key, fp)
-		if full {
-			p.log.Warn("push refused: too many Idempotency-Keys remembered", "max", p.cfg.MaxIdempotencyKeys, "openid", openid)
-			c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(int(sweepWhenFull/time.Second)))
-			return writeError(c, http.StatusTooManyRequests, fmt.Sprintf(
-				"too many Idempotency-Keys in use (the server remembers at most %d): nothing was sent; retry later",
-				p.cfg.MaxIdempotencyKeys))
-		}
-		if !first {
-			if entry.fingerprint != fp {
-				return writeError(c, http.StatusUnprocessableEntity,
-					"Idempotency-Key was already used for a different request: nothing was sent")
-			}
-			id, ok, err := entry.wait(c.Request().Context())
-			if err != nil {
-				return writeError(c, http.StatusServiceUnavailable, "request canceled while the first request with this Idempotency-Key was running")
-			}
-			if !ok {
-				continue // the first attempt was refused: this one tries anew
-			}
-			return p.accepted(c, kind, id, openid, msgType, true)
-		}
-		// Whatever happens to this request (a refusal, a panic), the key
-		// must not stay claimed with retries waiting on it.
-		completed := false
-		defer func() {
-			if !completed {
-				p.keys.abandon(key, entry)
-			}
-		}()
-		id, ok, err := send()
-		if !ok {
-			return err
-		}
-		entry.complete(id)
-		completed = true
-		return p.accepted(c, kind, id, openid, msgType, false)
-	}
-}
-
-// enqueue hands one message to the Sender, answering the refusals.
-func (p *push) enqueue(c echo.Context, out wechat.Outgoing) (string, bool, error) {
-	ids, err := p.cfg.Sender.Enqueue(out)
+	acc, err := p.cfg.Outbox.Accept(c.Request().Context(), req)
 	switch {
-	case errors.Is(err, wechat.ErrQueueFull):
+	case errors.Is(err, store.ErrIdempotencyConflict):
+		return writeError(c, http.StatusUnprocessableEntity,
+			"Idempotency-Key was already used for a different request: nothing was sent")
+	case errors.Is(err, delivery.ErrClosed):
 		c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
-		return "", false, writeError(c, http.StatusTooManyRequests, "send queue is full: retry later")
-	case errors.Is(err, wechat.ErrSenderClosed):
-		return "", false, writeError(c, http.StatusServiceUnavailable, "server is shutting down: retry later")
+		return writeError(c, http.StatusServiceUnavailable, "server is shutting down: nothing was sent; retry")
+	case errors.Is(err, delivery.ErrInvalidOutgoing):
+		return writeError(c, http.StatusUnprocessableEntity, "message not accepted: "+err.Error())
 	case err != nil:
-		p.log.Error("push not queued", "error", err)
-		return "", false, writeError(c, http.StatusUnprocessableEntity, "message not accepted: "+err.Error())
-	case len(ids) != 1:
-		p.log.Error("push not queued: sender returned no id")
-		return "", false, writeError(c, http.StatusInternalServerError, "message not queued")
+		return p.unavailable(c, err)
+	case len(acc.IDs) != 1:
+		p.log.Error("push not recorded: the outbox returned no id")
+		return writeError(c, http.StatusInternalServerError, "message not recorded")
 	}
-	return ids[0], true, nil
+	return p.accepted(c, kind, acc.IDs[0], openid, msgType, acc.Duplicate)
+}
+
+// unavailable answers 503 when the store cannot be reached or written:
+// nothing was recorded, and the caller should retry.
+func (p *push) unavailable(c echo.Context, err error) error {
+	p.log.Error("push API: store unavailable", "error", err)
+	c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
+	return writeError(c, http.StatusServiceUnavailable, "cannot record the message now: nothing was sent; retry")
 }
 
 // accepted answers 202 with the id and where to ask for its status.
@@ -331,18 +259,21 @@ func (p *push) accepted(c echo.Context, kind, id, openid, msgType string, replay
 func (p *push) status(template bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Param("id")
-		s, ok := p.cfg.Sender.Status(id)
-		if !ok || (s.MsgType == "template") != template {
+		s, ok, err := p.cfg.Outbox.Status(c.Request().Context(), id)
+		if err != nil {
+			return p.unavailable(c, err)
+		}
+		if !ok || (s.MsgType == delivery.MsgTypeTemplate) != template {
 			return writeError(c, http.StatusNotFound, "unknown id: ids are kept for 24 hours")
 		}
 		return writeJSON(c, http.StatusOK, pushStatus(s))
 	}
 }
 
-// pushStatus maps a Sender's Status onto the API's four statuses. A
+// pushStatus maps an outbox item's Status onto the API's four statuses. A
 // message being sent is still queued to the caller; a template message is
 // delivered only once its TEMPLATESENDJOBFINISH event says success.
-func pushStatus(s wechat.Status) PushStatus {
+func pushStatus(s store.Status) PushStatus {
 	ps := PushStatus{
 		ID:             s.ID,
 		Reason:         s.Reason,
@@ -352,9 +283,9 @@ func pushStatus(s wechat.Status) PushStatus {
 		TemplateStatus: s.TemplateStatus,
 	}
 	switch s.State {
-	case wechat.StateDelivered:
+	case store.StateDelivered:
 		ps.Status = pushDelivered
-		if s.MsgType == "template" {
+		if s.MsgType == delivery.MsgTypeTemplate {
 			switch {
 			case s.TemplateStatus == "":
 				ps.Status = pushSent
@@ -365,7 +296,7 @@ func pushStatus(s wechat.Status) PushStatus {
 				}
 			}
 		}
-	case wechat.StateFailed:
+	case store.StateFailed:
 		ps.Status = pushFailed
 	default:
 		ps.Status = pushQueued
@@ -394,8 +325,5 @@ func fingerprint(kind string, canonical []byte) [sha256.Size]byte {
 	return out
 }
 
-// The concrete sending side must keep fitting the push API.
-var (
-	_ PushSender = (*wechat.Sender)(nil)
-	_ PushWindow = (*wechat.Window)(nil)
-)
+// The outbox must keep fitting the push API.
+var _ PushOutbox = (*delivery.Engine)(nil)

@@ -5,15 +5,14 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Every answer under /api/v1 is JSON: a known path with the wrong method
 // is a 405 naming the method to use, an unknown path a 404; neither
-// reaches the sender, and neither is answered before the key is checked.
+// reaches the outbox, and neither is answered before the key is checked.
 func TestPushWrongMethodAndPath(t *testing.T) {
-	f := &fakeSender{}
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f})
+	env := newPushEnv(t, pushOptions{})
+	srv := env.srv
 	tests := []struct {
 		method, path string
 		want         int
@@ -56,7 +55,7 @@ func TestPushWrongMethodAndPath(t *testing.T) {
 			}
 		})
 	}
-	if n := f.count(); n != 0 {
+	if n := env.pending(t); n != 0 {
 		t.Errorf("%d messages queued by requests no route takes", n)
 	}
 }
@@ -64,8 +63,7 @@ func TestPushWrongMethodAndPath(t *testing.T) {
 // The Authorization header as clients actually write it: the scheme in
 // any case, extra spaces around the key.
 func TestPushAuthHeaderVariants(t *testing.T) {
-	f := &fakeSender{}
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f})
+	srv := newPushEnv(t, pushOptions{}).srv
 	tests := []struct {
 		header string
 		want   int
@@ -91,48 +89,5 @@ func TestPushAuthHeaderVariants(t *testing.T) {
 				t.Errorf("status %d, want %d: %s", r.Code, tt.want, r.Raw)
 			}
 		})
-	}
-}
-
-// The key store is bounded: once full, a new key is refused with 429 and
-// nothing is sent, while the retry of a key already remembered is still
-// answered from it; as keys expire, new ones are taken again.
-func TestPushIdempotencyKeysBounded(t *testing.T) {
-	f := &fakeSender{}
-	const ttl = 300 * time.Millisecond
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f, IdempotencyTTL: ttl, MaxIdempotencyKeys: 2})
-	post := func(key string) apiResult {
-		return call(t, "POST", srv.URL+"/api/v1/messages", validText, withKey(key))
-	}
-	first := post("k1")
-	if r := post("k2"); r.Code != 202 {
-		t.Fatalf("second key: status %d: %s", r.Code, r.Raw)
-	}
-	full := post("k3")
-	if full.Code != http.StatusTooManyRequests || full.Header.Get("Retry-After") == "" || !strings.Contains(full.str("error"), "nothing was sent") {
-		t.Fatalf("third key: status %d, Retry-After %q: %s; want 429 saying nothing was sent", full.Code, full.Header.Get("Retry-After"), full.Raw)
-	}
-	if r := post("k1"); r.Code != 202 || r.str("id") != first.str("id") {
-		t.Errorf("retry of a remembered key while full: status %d id %q, want 202 and %q", r.Code, r.str("id"), first.str("id"))
-	}
-	if r := call(t, "POST", srv.URL+"/api/v1/messages", validText, auth()); r.Code != 202 {
-		t.Errorf("a request without a key while full: status %d, want 202", r.Code)
-	}
-	if n := f.count(); n != 3 {
-		t.Fatalf("%d queued, want 3 (k1, k2, no key)", n)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := post("k3")
-		if r.Code == 202 {
-			break
-		}
-		if r.Code != http.StatusTooManyRequests || time.Now().After(deadline) {
-			t.Fatalf("k3 after the others expired: status %d: %s", r.Code, r.Raw)
-		}
-		time.Sleep(ttl / 3)
-	}
-	if n := f.count(); n != 4 {
-		t.Errorf("%d queued, want 4", n)
 	}
 }

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,89 +13,182 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
+	"github.com/wxreply/wxreply/wechat/wechattest"
 )
 
 const testAPIKey = "k3y-for-tests"
 
-// fakeSender records what the push API enqueues and serves statuses.
-type fakeSender struct {
+var discardLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// pushEnv is the push API in front of the real outbox: a delivery.Engine
+// on an in-memory store, with a WeChat client pointed at the fake API.
+// Unless started, the engine records what is accepted and sends nothing,
+// so that what the API recorded stays in the store to be looked at.
+type pushEnv struct {
+	srv     *httptest.Server
+	engine  *delivery.Engine
+	store   store.Store
+	api     *wechattest.Server
+	results chan delivery.Result // one per item the engine ended
+}
+
+type pushOptions struct {
+	start bool                        // start the engine: items are sent to the fake API
+	wrap  func(PushOutbox) PushOutbox // put something in front of the engine
+}
+
+func newPushEnv(t testing.TB, o pushOptions) *pushEnv {
+	t.Helper()
+	e := &pushEnv{results: make(chan delivery.Result, 1024)}
+	e.api = wechattest.NewServer()
+	t.Cleanup(e.api.Close)
+	st, err := store.Open(store.Memory, store.Options{Logger: discardLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store = st
+	t.Cleanup(func() { _ = st.Close() })
+	client := wechat.NewClient(wechat.ClientOptions{
+		BaseURL: e.api.URL, AppID: wechattest.DefaultAppID, AppSecret: wechattest.DefaultAppSecret, Logger: discardLog,
+	})
+	t.Cleanup(client.Close)
+	e.engine = delivery.New(delivery.Options{
+		Store: st, Client: client, Logger: discardLog,
+		BaseBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, PollEvery: 10 * time.Millisecond,
+		OnResult: func(r delivery.Result) { e.results <- r },
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = e.engine.Shutdown(ctx)
+	})
+	if o.start {
+		e.engine.Start()
+	}
+	var out PushOutbox = e.engine
+	if o.wrap != nil {
+		out = o.wrap(out)
+	}
+	e.srv = pushServer(t, &PushConfig{APIKey: testAPIKey, Outbox: out})
+	return e
+}
+
+func (e *pushEnv) url(path string) string { return e.srv.URL + path }
+
+// pending counts the items recorded and not yet sent.
+func (e *pushEnv) pending(t testing.TB) int {
+	t.Helper()
+	n, err := e.engine.Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// status is what the store knows of id.
+func (e *pushEnv) status(t testing.TB, id string) store.Status {
+	t.Helper()
+	s, ok, err := e.store.Status(context.Background(), id)
+	if err != nil || !ok {
+		t.Fatalf("status of %q: %v, known %v", id, err, ok)
+	}
+	return s
+}
+
+// claim takes the one item waiting, as the engine does before sending it.
+func (e *pushEnv) claim(t testing.TB) store.Claim {
+	t.Helper()
+	cs, _, err := e.store.Claim(context.Background(), time.Now(), 10, time.Minute)
+	if err != nil || len(cs) != 1 {
+		t.Fatalf("claim: %d claims, %v; want the one item posted", len(cs), err)
+	}
+	return cs[0]
+}
+
+// result waits for the engine to end an item.
+func (e *pushEnv) result(t testing.TB) delivery.Result {
+	t.Helper()
+	select {
+	case r := <-e.results:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine ended no item within 10s")
+	}
+	return delivery.Result{}
+}
+
+// touch records an interaction of openid at when, which opens its window.
+func (e *pushEnv) touch(t testing.TB, openid string, when time.Time) {
+	t.Helper()
+	if _, err := e.store.Accept(context.Background(), &store.Batch{Now: when, Touch: openid}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// closeWindow records WeChat's 45015 for openid.
+func (e *pushEnv) closeWindow(t testing.TB, openid string) {
+	t.Helper()
+	now := time.Now()
+	if err := e.store.CloseWindow(context.Background(), openid, now, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// faultyOutbox is the real outbox behind switches: while err is set,
+// Accept fails with it and reaches nothing; while empty is set it
+// answers an Accepted without ids; while panics is set the next Accept
+// panics.
+type faultyOutbox struct {
+	PushOutbox
 	mu     sync.Mutex
-	queued []wechat.Outgoing
-	status map[string]wechat.Status
-	err    error // returned by Enqueue while set
-	panics bool  // Enqueue panics while set
-	n      int
+	err    error
+	empty  bool
+	panics bool
 }
 
-func (f *fakeSender) Enqueue(items ...wechat.Outgoing) ([]string, error) {
+func (f *faultyOutbox) Accept(ctx context.Context, r delivery.Request) (delivery.Accepted, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
+	err, empty, panics := f.err, f.empty, f.panics
+	f.panics = false
+	f.mu.Unlock()
+	switch {
+	case panics:
+		panic("outbox exploded")
+	case err != nil:
+		return delivery.Accepted{}, err
+	case empty:
+		return delivery.Accepted{}, nil
 	}
-	if f.panics {
-		f.panics = false
-		panic("sender exploded")
-	}
-	var ids []string
-	for _, it := range items {
-		f.n++
-		it.ID = fmt.Sprintf("id-%d", f.n)
-		f.queued = append(f.queued, it)
-		ids = append(ids, it.ID)
-		msgType := "template"
-		if it.Custom != nil {
-			msgType = it.Custom.MsgType
-		}
-		if f.status == nil {
-			f.status = map[string]wechat.Status{}
-		}
-		f.status[it.ID] = wechat.Status{ID: it.ID, State: wechat.StateQueued, MsgType: msgType}
-	}
-	return ids, nil
+	return f.PushOutbox.Accept(ctx, r)
 }
 
-func (f *fakeSender) Status(id string) (wechat.Status, bool) {
+func (f *faultyOutbox) set(do func(f *faultyOutbox)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, ok := f.status[id]
-	return s, ok
+	do(f)
 }
 
-func (f *fakeSender) setErr(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.err = err
-}
-
-func (f *fakeSender) setStatus(s wechat.Status) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.status[s.ID] = s
-}
-
-func (f *fakeSender) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.queued)
-}
-
-// fakeWindow answers Open from a fixed table; users not in it are unknown.
-type fakeWindow map[string]bool
-
-func (w fakeWindow) Open(openid string, _ time.Time) (open, known bool) {
-	open, known = w[openid]
-	return open, known
+// newFaultyEnv is a pushEnv with a faultyOutbox in front of the engine.
+func newFaultyEnv(t testing.TB) (*pushEnv, *faultyOutbox) {
+	t.Helper()
+	var f *faultyOutbox
+	e := newPushEnv(t, pushOptions{wrap: func(o PushOutbox) PushOutbox {
+		f = &faultyOutbox{PushOutbox: o}
+		return f
+	}})
+	return e, f
 }
 
 // pushServer starts the real Echo server with the push API on loopback.
-func pushServer(t *testing.T, push *PushConfig) *httptest.Server {
+func pushServer(t testing.TB, push *PushConfig) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(New(Config{
 		Token:     "token",
 		Responder: nopResponder{},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    discardLog,
 		Push:      push,
 	}))
 	t.Cleanup(srv.Close)
@@ -105,7 +197,7 @@ func pushServer(t *testing.T, push *PushConfig) *httptest.Server {
 
 type nopResponder struct{}
 
-func (nopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
+func (nopResponder) Respond(context.Context, *wechat.Message) ([]byte, error) { return nil, nil }
 
 // apiResult is a decoded answer of the push API.
 type apiResult struct {
@@ -166,8 +258,8 @@ const validText = `{"touser":"oUser1","msgtype":"text","text":{"content":"你好
 const validTemplate = `{"touser":"oUser1","template_id":"TPL","data":{"first":{"value":"hi"}}}`
 
 func TestPushAuth(t *testing.T) {
-	f := &fakeSender{}
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f})
+	env := newPushEnv(t, pushOptions{})
+	srv := env.srv
 	routes := []struct{ method, path, body string }{
 		{"POST", "/api/v1/messages", validText},
 		{"POST", "/api/v1/templates", validTemplate},
@@ -205,7 +297,7 @@ func TestPushAuth(t *testing.T) {
 			})
 		}
 	}
-	if n := f.count(); n != 0 {
+	if n := env.pending(t); n != 0 {
 		t.Errorf("%d messages queued by unauthenticated requests", n)
 	}
 	// The right key, in any case of the scheme, gets through.
@@ -218,9 +310,11 @@ func TestPushAuth(t *testing.T) {
 }
 
 func TestPushOffWithoutKey(t *testing.T) {
+	env := newPushEnv(t, pushOptions{})
 	for name, push := range map[string]*PushConfig{
 		"no push config": nil,
-		"empty key":      {APIKey: "", Sender: &fakeSender{}},
+		"empty key":      {APIKey: "", Outbox: env.engine},
+		"no outbox":      {APIKey: testAPIKey},
 	} {
 		t.Run(name, func(t *testing.T) {
 			srv := pushServer(t, push)
@@ -272,9 +366,8 @@ func TestPushValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeSender{}
-			srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f})
-			r := call(t, "POST", srv.URL+tt.path, tt.body, auth())
+			env := newPushEnv(t, pushOptions{})
+			r := call(t, "POST", env.url(tt.path), tt.body, auth())
 			if r.Code != tt.want {
 				t.Fatalf("status %d, want %d: %s", r.Code, tt.want, r.Raw)
 			}
@@ -289,42 +382,59 @@ func TestPushValidation(t *testing.T) {
 				wantQueued = 1
 				if r.str("status") != "queued" || r.str("id") == "" {
 					t.Errorf("want {id, status: queued}, got %s", r.Raw)
+				} else if st := env.status(t, r.str("id")); st.State != store.StateQueued {
+					t.Errorf("the store has %+v, want it queued", st)
 				}
 			}
-			if n := f.count(); n != wantQueued {
+			if n := env.pending(t); n != wantQueued {
 				t.Errorf("%d messages queued, want %d", n, wantQueued)
 			}
 		})
 	}
 }
 
+// TestPushQueuesWhatWasPosted: what the API accepted is what reaches
+// WeChat, sent by the real engine to the fake API.
 func TestPushQueuesWhatWasPosted(t *testing.T) {
-	f := &fakeSender{}
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f})
-	r := call(t, "POST", srv.URL+"/api/v1/messages", `{"touser":"oA","msgtype":"text","text":{"content":"<a href=\"https://x\">x</a>"}}`, auth())
+	env := newPushEnv(t, pushOptions{start: true})
+	r := call(t, "POST", env.url("/api/v1/messages"), `{"touser":"oA","msgtype":"text","text":{"content":"<a href=\"https://x\">x</a>"}}`, auth())
 	if r.Code != 202 || r.Header.Get("Location") != "/api/v1/messages/"+r.str("id") {
 		t.Fatalf("status %d, Location %q: %s", r.Code, r.Header.Get("Location"), r.Raw)
 	}
-	r = call(t, "POST", srv.URL+"/api/v1/templates", validTemplate, auth())
+	customID := r.str("id")
+	r = call(t, "POST", env.url("/api/v1/templates"), validTemplate, auth())
 	if r.Code != 202 || r.Header.Get("Location") != "/api/v1/templates/"+r.str("id") {
 		t.Fatalf("status %d, Location %q: %s", r.Code, r.Header.Get("Location"), r.Raw)
 	}
-	if len(f.queued) != 2 {
-		t.Fatalf("%d queued, want 2", len(f.queued))
+	templateID := r.str("id")
+	for range 2 {
+		if res := env.result(t); !res.Delivered {
+			t.Fatalf("not delivered: %+v", res)
+		}
 	}
-	c := f.queued[0]
-	if c.Custom == nil || c.Template != nil || c.Custom.ToUser != "oA" || c.Custom.Text.Content != `<a href="https://x">x</a>` || c.Rule != "" {
-		t.Errorf("custom message queued as %+v", c)
+	custom := env.api.Accepted(wechat.PathCustomSend)
+	if len(custom) != 1 {
+		t.Fatalf("%d customer-service messages reached WeChat, want 1", len(custom))
 	}
-	tm := f.queued[1]
-	if tm.Template == nil || tm.Custom != nil || tm.Template.TemplateID != "TPL" || tm.Template.Data["first"].Value != "hi" {
-		t.Errorf("template queued as %+v", tm)
+	if c := custom[0].Custom; c == nil || c.ToUser != "oA" || c.MsgType != "text" || c.Text == nil || c.Text.Content != `<a href="https://x">x</a>` {
+		t.Errorf("customer-service message sent as %s", custom[0].Body)
+	}
+	tpls := env.api.Accepted(wechat.PathTemplateSend)
+	if len(tpls) != 1 {
+		t.Fatalf("%d template messages reached WeChat, want 1", len(tpls))
+	}
+	if tm := tpls[0].Template; tm == nil || tm.ToUser != "oUser1" || tm.TemplateID != "TPL" || tm.Data["first"].Value != "hi" {
+		t.Errorf("template sent as %s", tpls[0].Body)
+	}
+	for id, wantType := range map[string]string{customID: "text", templateID: delivery.MsgTypeTemplate} {
+		if st := env.status(t, id); st.Rule != "" || st.MsgType != wantType || st.State != store.StateDelivered {
+			t.Errorf("%s recorded as %+v, want no rule, msgtype %s, delivered", id, st, wantType)
+		}
 	}
 }
 
 func TestPushBodyLimit(t *testing.T) {
-	f := &fakeSender{}
-	srv := pushServer(t, &PushConfig{APIKey: testAPIKey, Sender: f})
+	env := newPushEnv(t, pushOptions{})
 	pad := func(n int) string {
 		return `{"touser":"o1","msgtype":"text","text":{"content":"` + strings.Repeat("x", n) + `"}}`
 	}
@@ -337,12 +447,12 @@ func TestPushBodyLimit(t *testing.T) {
 		{MaxBodyBytes + 1, http.StatusRequestEntityTooLarge},
 		{4 * MaxBodyBytes, http.StatusRequestEntityTooLarge},
 	} {
-		r := call(t, "POST", srv.URL+"/api/v1/messages", pad(tt.size-base), auth())
+		r := call(t, "POST", env.url("/api/v1/messages"), pad(tt.size-base), auth())
 		if r.Code != tt.want || r.str("error") == "" && tt.want != 202 {
 			t.Errorf("%d bytes: status %d, want %d: %.200s", tt.size, r.Code, tt.want, r.Raw)
 		}
 	}
-	if n := f.count(); n != 1 {
+	if n := env.pending(t); n != 1 {
 		t.Errorf("%d queued, want 1", n)
 	}
 }

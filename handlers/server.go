@@ -19,12 +19,14 @@ import (
 // are a few KiB at most.
 const MaxBodyBytes = 64 << 10
 
-// Responder decides what to do with one inbound message. It queues any
-// asynchronous replies and returns the passive reply to answer in the HTTP
-// response, or nil for none. It must not wait on outbound calls: WeChat
-// gives the whole request five seconds.
+// Responder decides what to do with one inbound message and records its
+// consequences (replies, the user's window, the retry-dedupe mark) in the
+// store. It returns the passive reply's plaintext XML to answer in the
+// HTTP response, or nil for success. An error means nothing could be
+// recorded: the callback is answered 503, so that WeChat tries again. It
+// must not wait on WeChat: the whole request has five seconds.
 type Responder interface {
-	Respond(ctx context.Context, m *wechat.Message) *wechat.CustomMessage
+	Respond(ctx context.Context, m *wechat.Message) ([]byte, error)
 }
 
 // Config is what the HTTP surface needs. Token and Responder are required.
@@ -34,13 +36,9 @@ type Config struct {
 	Responder Responder
 	Logger    *slog.Logger // nil: slog.Default()
 
-	// DedupeTTL is how long a callback is remembered to drop WeChat's
-	// retries; zero means DefaultDedupeTTL.
-	DedupeTTL time.Duration
-
-	// Ready reports whether the server can take callbacks (rules loaded);
-	// nil means always.
-	Ready func() bool
+	// Health reports why the server cannot take callbacks (rules not
+	// loaded, the store not writable), nil when it can; nil means always.
+	Health func() error
 
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -60,9 +58,6 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.DedupeTTL <= 0 {
-		cfg.DedupeTTL = DefaultDedupeTTL
-	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -80,13 +75,13 @@ func New(cfg Config) *echo.Echo {
 		cipher:    cfg.Cipher,
 		responder: cfg.Responder,
 		log:       cfg.Logger,
-		dedupe:    newDedupe(cfg.DedupeTTL),
+		inflight:  newInflight(),
 		now:       cfg.Now,
 	}
 	e.GET("/wechat", cb.verifyURL)
 	e.POST("/wechat", cb.receive)
-	e.GET("/healthz", healthz(cfg.Ready))
-	e.HEAD("/healthz", healthz(cfg.Ready)) // load balancers that probe with HEAD
+	e.GET("/healthz", healthz(cfg.Health))
+	e.HEAD("/healthz", healthz(cfg.Health)) // load balancers that probe with HEAD
 	if cfg.Push != nil {
 		registerPush(e, *cfg.Push, cfg.Logger)
 	}

@@ -14,16 +14,21 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/wxreply/wxreply/delivery"
 	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/server"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 )
 
 // BenchmarkCallback measures the callback path (signature, parse, dedupe,
-// match, answer) beside a minimal handler that only checks the signature,
+// match, answer; and in the last case the whole server, recording each
+// reply in the in-memory store before answering) beside a minimal handler that only checks the signature,
 // decodes the XML and writes success, in the same run, so the ratio holds
 // on a noisy machine. Each request carries a fresh MsgId, so dedupe never
 // short-cuts the work.
@@ -43,13 +48,25 @@ func BenchmarkCallback(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wxreply := func(d rules.Decider) http.Handler {
+	wxreply := func(d server.Decider) http.Handler {
 		var r handlers.Responder = noopResponder{}
 		if d != nil {
-			r = &rules.Responder{Rules: d, Sender: &countingSender{}, Logger: discard}
+			r = &server.Responder{Rules: d, Outbox: &countingOutbox{}, Logger: discard, Now: time.Now}
 		}
 		return handlers.New(handlers.Config{Token: testToken, Responder: r, Logger: discard})
 	}
+	// The whole server as serve wires it (metrics, health, push routes,
+	// the store), with each callback's reply recorded in the in-memory
+	// store before the answer. The outbox is not started: the benchmark
+	// measures the callback, not delivery.
+	srv, err := server.New(server.Config{
+		Token: testToken, APIBase: "http://127.0.0.1:1", RulesPath: filepath.Join("..", "rules.yaml"),
+		APIKey: "bench", Store: store.Memory, Logger: discard,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
 	cases := []struct {
 		name    string
 		h       http.Handler
@@ -59,6 +76,7 @@ func BenchmarkCallback(b *testing.B) {
 		{"wxreply-no-rules", wxreply(nil), "hi"},
 		{"wxreply-sample-rules", wxreply(sample), "hi"},
 		{"wxreply-10000-rules-last", wxreply(bigSet), "keyword9999"},
+		{"wxreply-server-memory-store", srv.Handler(), "hi"},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -122,15 +140,15 @@ func manyRules(n int) []byte {
 
 type noopResponder struct{}
 
-func (noopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
+func (noopResponder) Respond(context.Context, *wechat.Message) ([]byte, error) { return nil, nil }
 
-// countingSender accepts replies and drops them: the benchmark measures
-// the callback, not delivery.
-type countingSender struct{ n atomic.Int64 }
+// countingOutbox accepts replies and drops them: the benchmark measures
+// the callback, not the store or delivery.
+type countingOutbox struct{ n atomic.Int64 }
 
-func (s *countingSender) Enqueue(items ...wechat.Outgoing) ([]string, error) {
-	s.n.Add(int64(len(items)))
-	return nil, nil
+func (o *countingOutbox) Accept(_ context.Context, r delivery.Request) (delivery.Accepted, error) {
+	o.n.Add(int64(len(r.Items)))
+	return delivery.Accepted{}, nil
 }
 
-func (s *countingSender) TemplateFinished(string, string) {}
+func (o *countingOutbox) TemplateFinished(context.Context, string, string) error { return nil }

@@ -1,7 +1,9 @@
 // Package test is wxreply's end-to-end suite: captured XML is signed (and
-// encrypted) as WeChat would, posted to the real Echo server, matched
-// against real rules and delivered through the real Sender to a fake
-// WeChat API that checks what it receives.
+// encrypted) as WeChat would, posted to the real server — built by
+// server.New, the wiring serve runs, with its store, outbox, metrics,
+// health and push routes — matched against real rules and delivered
+// through the real outbox to a fake WeChat API that checks what it
+// receives.
 package test
 
 import (
@@ -9,8 +11,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,8 +22,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxreply/wxreply/handlers"
-	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/server"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 	"github.com/wxreply/wxreply/wechat/wechattest"
 )
@@ -32,25 +35,44 @@ const (
 	testAppID     = "wxtest0000000001"
 	testAESKey    = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 	testAppSecret = "e2e-app-secret-must-never-be-logged"
+	testAPIKey    = "e2e-push-api-key-must-never-be-logged"
 )
 
-// harness is one running wxreply: the real handlers, rules and Sender,
-// talking to a fake WeChat API.
+// harness is one running wxreply: server.New's wiring served by
+// (*server.Server).Run on a loopback listener, talking to a fake WeChat
+// API.
 type harness struct {
 	api    *wechattest.Server
-	srv    *httptest.Server
-	sender *wechat.Sender
-	window *wechat.Window
+	srv    *server.Server
+	url    string // http://127.0.0.1:PORT
 	cipher *wechat.Cipher
-	seen   *seenMessages
 	logs   *syncBuffer
+	reload chan os.Signal // SIGHUP, as serve passes it
+
+	stopOnce sync.Once
+	runErr   error
+	done     chan struct{} // closed when Run returned
+	cancel   context.CancelFunc
 }
 
 type harnessOptions struct {
-	rules   string // rules file; default testdata/rules.yaml
-	sender  wechat.SenderOptions
-	noStart bool
-	quiet   bool // log warnings only, for load tests
+	rules string // rules file; default testdata/rules.yaml
+
+	// store is WXREPLY_STORE: "" is memory; "dir" a fresh t.TempDir();
+	// anything else is used as it is (a directory shared by two
+	// harnesses one after the other, say).
+	store string
+
+	// api is the fake API to talk to; nil makes a new one.
+	api *wechattest.Server
+
+	// delivery adjusts the outbox after the harness's fast defaults.
+	delivery func(*delivery.Options)
+
+	// config adjusts the server's configuration last.
+	config func(*server.Config)
+
+	quiet bool // log warnings only, for load tests
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -58,52 +80,81 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if o.rules == "" {
 		o.rules = filepath.Join("testdata", "rules.yaml")
 	}
-	h := &harness{logs: &syncBuffer{}, seen: &seenMessages{}}
+	switch o.store {
+	case "":
+		o.store = store.Memory
+	case "dir":
+		o.store = t.TempDir()
+	}
+	h := &harness{logs: &syncBuffer{}, reload: make(chan os.Signal, 1), done: make(chan struct{})}
 	level := slog.LevelDebug
 	if o.quiet {
 		level = slog.LevelWarn
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: level}))
-	h.api = wechattest.NewServer(wechattest.WithCredentials(testAppID, testAppSecret))
-	t.Cleanup(h.api.Close)
-
+	h.api = o.api
+	if h.api == nil {
+		h.api = wechattest.NewServer(wechattest.WithCredentials(testAppID, testAppSecret))
+		t.Cleanup(h.api.Close) // after the server's shutdown: cleanups run last first
+	}
 	cipher, err := wechat.NewCipher(testAESKey, testAppID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.cipher = cipher
-	engine, err := rules.NewEngine(o.rules, rules.WithLogger(log))
+	cfg := server.Config{
+		Token: testToken, AppID: testAppID, AppSecret: testAppSecret, AESKey: testAESKey,
+		APIBase: h.api.URL, RulesPath: o.rules, APIKey: testAPIKey, Store: o.store,
+		ShutdownTimeout: 10 * time.Second,
+		Logger:          log,
+		Delivery: func(d *delivery.Options) {
+			d.BaseBackoff = 2 * time.Millisecond
+			d.MaxBackoff = 50 * time.Millisecond
+			d.PollEvery = 5 * time.Millisecond
+			if o.delivery != nil {
+				o.delivery(d)
+			}
+		},
+	}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	h.srv, err = server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := wechat.NewClient(wechat.ClientOptions{
-		BaseURL: h.api.URL, AppID: testAppID, AppSecret: testAppSecret, Logger: log,
-	})
-	h.window = wechat.NewWindow(wechat.DefaultWindow)
-	so := o.sender
-	so.Client, so.Window, so.Logger = client, h.window, log
-	if so.BaseBackoff == 0 {
-		so.BaseBackoff = 5 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		h.srv.Close()
+		t.Fatal(err)
 	}
-	h.sender = wechat.NewSender(so)
-	if !o.noStart {
-		h.sender.Start()
-	}
+	h.url = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() {
+		defer close(h.done)
+		h.runErr = h.srv.Run(ctx, ln, h.reload)
+	}()
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = h.sender.Shutdown(ctx)
+		if err := h.stop(); err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
 	})
-	responder := &rules.Responder{Rules: engine, Sender: h.sender, Window: h.window, Logger: log}
-	h.srv = httptest.NewServer(handlers.New(handlers.Config{
-		Token:     testToken,
-		Cipher:    cipher,
-		Responder: h.seen.wrap(responder),
-		Logger:    log,
-	}))
-	t.Cleanup(h.srv.Close)
 	return h
 }
+
+// stop shuts the server down as SIGTERM does and returns Run's error.
+// Calling it again returns the same error.
+func (h *harness) stop() error {
+	h.stopOnce.Do(func() {
+		h.cancel()
+		<-h.done
+	})
+	return h.runErr
+}
+
+// outbox is the server's delivery engine.
+func (h *harness) outbox() *delivery.Engine { return h.srv.Outbox() }
 
 // capture reads a captured callback: mode is plain, safe or compat.
 func capture(t testing.TB, mode, name string) []byte {
@@ -119,7 +170,7 @@ func capture(t testing.TB, mode, name string) []byte {
 // <Encrypt> element go with encrypt_type=aes and msg_signature.
 func (h *harness) post(t testing.TB, body []byte) (int, string) {
 	t.Helper()
-	return postCallback(t, h.srv.URL, body)
+	return postCallback(t, h.url, body)
 }
 
 // callbackNonce makes each signed request's nonce unique.
@@ -144,6 +195,27 @@ func postCallback(t testing.TB, base string, body []byte) (int, string) {
 	return resp.StatusCode, string(out)
 }
 
+// do makes one request to the server with the push API's key and returns
+// the status and body.
+func (h *harness) do(t testing.TB, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
 // text builds a plaintext text message from openid with a fresh MsgId.
 func text(openid, content string, msgID int64) []byte {
 	return []byte("<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[" + openid +
@@ -152,29 +224,44 @@ func text(openid, content string, msgID int64) []byte {
 		"]]></Content><MsgId>" + strconv.FormatInt(msgID, 10) + "</MsgId></xml>")
 }
 
-// waitDelivered waits until the fake has accepted n customer-service or
-// template messages, and returns them.
-func (h *harness) waitDelivered(t testing.TB, n int) []wechattest.Received {
+// waitFor polls cond every few milliseconds until it holds, failing the
+// test with what() after timeout.
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool, what func() string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		got := h.delivered()
-		if len(got) >= n {
-			return got
-		}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
 		select {
-		case <-ctx.Done():
-			t.Fatalf("%d messages delivered, want %d; %d calls received, sender %+v",
-				len(got), n, len(h.api.Received()), h.sender.Stats())
-		case <-time.After(5 * time.Millisecond):
+		case <-deadline.C:
+			t.Fatalf("gave up after %s: %s", timeout, what())
+		case <-tick.C:
 		}
 	}
 }
 
+// waitDelivered waits until the fake has accepted n customer-service or
+// template messages, and returns them.
+func (h *harness) waitDelivered(t testing.TB, n int) []wechattest.Received {
+	t.Helper()
+	var got []wechattest.Received
+	waitFor(t, 10*time.Second, func() bool { got = h.delivered(); return len(got) >= n }, func() string {
+		return strconv.Itoa(len(got)) + " messages delivered, want " + strconv.Itoa(n) +
+			"; " + strconv.Itoa(len(h.api.Received())) + " calls received; outbox " + statsString(h.outbox().Stats())
+	})
+	return got
+}
+
 func (h *harness) delivered() []wechattest.Received {
+	return deliveredBy(h.api)
+}
+
+// deliveredBy is what api accepted of the customer-service and template
+// messages it received.
+func deliveredBy(api *wechattest.Server) []wechattest.Received {
 	var out []wechattest.Received
-	for _, r := range h.api.Received() {
+	for _, r := range api.Received() {
 		if r.OK() && (r.API == wechat.PathCustomSend || r.API == wechat.PathTemplateSend) {
 			out = append(out, r)
 		}
@@ -182,42 +269,39 @@ func (h *harness) delivered() []wechattest.Received {
 	return out
 }
 
-// seenMessages records what the handlers parsed, in front of the real
-// Responder.
-type seenMessages struct {
-	mu   sync.Mutex
-	msgs []*wechat.Message
+// idle waits until nothing waits in the store and no send is under way:
+// every message accepted, by this server or one before it on the same
+// store, has ended as delivered or failed.
+func (h *harness) idle(t testing.TB) {
+	t.Helper()
+	var st delivery.Stats
+	pending := -1
+	waitFor(t, 10*time.Second, func() bool {
+		st = h.outbox().Stats()
+		// Delivered+Failed exceeds Accepted when this server ends what
+		// an earlier one accepted.
+		if st.Delivered+st.Failed < st.Accepted || st.InFlight != 0 {
+			return false
+		}
+		n, err := h.outbox().Pending(context.Background())
+		pending = n
+		return err == nil && n == 0
+	}, func() string { return "outbox not idle: " + statsString(st) + ", pending " + strconv.Itoa(pending) })
 }
 
-type recordingResponder struct {
-	seen *seenMessages
-	next handlers.Responder
+func statsString(s delivery.Stats) string {
+	return "accepted " + strconv.FormatInt(s.Accepted, 10) + ", delivered " + strconv.FormatInt(s.Delivered, 10) +
+		", failed " + strconv.FormatInt(s.Failed, 10) + ", retried " + strconv.FormatInt(s.Retried, 10) +
+		", in flight " + strconv.FormatInt(s.InFlight, 10)
 }
 
-func (s *seenMessages) wrap(next handlers.Responder) handlers.Responder {
-	return recordingResponder{seen: s, next: next}
-}
-
-func (r recordingResponder) Respond(ctx context.Context, m *wechat.Message) *wechat.CustomMessage {
-	r.seen.mu.Lock()
-	r.seen.msgs = append(r.seen.msgs, m)
-	r.seen.mu.Unlock()
-	return r.next.Respond(ctx, m)
-}
-
-func (s *seenMessages) last() *wechat.Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.msgs) == 0 {
-		return nil
+// touch records in the store that openid last opened the window at at,
+// as a callback then would have.
+func (h *harness) touch(t testing.TB, openid string, at time.Time) {
+	t.Helper()
+	if _, err := h.srv.Store().Accept(context.Background(), &store.Batch{Now: at, Touch: openid}); err != nil {
+		t.Fatal(err)
 	}
-	return s.msgs[len(s.msgs)-1]
-}
-
-func (s *seenMessages) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.msgs)
 }
 
 // syncBuffer is a log sink that is safe for concurrent writes.

@@ -29,8 +29,9 @@ type process struct {
 	done chan struct{} // closed when stderr is drained
 }
 
-// startWxreply starts the binary with env (plus PATH and a free
-// WXREPLY_ADDR) and waits until it is healthy.
+// startWxreply starts the binary with env (plus PATH, a free
+// WXREPLY_ADDR and, unless env names one, a fresh store directory) and
+// waits until it is healthy.
 func startWxreply(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -39,8 +40,12 @@ func startWxreply(t *testing.T, env []string, args ...string) *process {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	// The default store is ./data, in the test's directory: a store of
+	// its own instead. Made before the Kill cleanup below, so removed
+	// after it. A WXREPLY_STORE in env comes later and wins.
+	store := t.TempDir()
 	cmd := exec.Command(wxreplyBinary(t), args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "WXREPLY_ADDR=" + addr}, env...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "WXREPLY_ADDR=" + addr, "WXREPLY_STORE=" + store}, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -130,8 +135,8 @@ func TestNoArgumentsServes(t *testing.T) {
 	}
 }
 
-// TestSecondSignalForcesExit: while a shutdown waits for replies to a
-// slow API, a second SIGTERM ends the process at once.
+// TestSecondSignalForcesExit: while a shutdown waits for a reply under
+// way at a slow API, a second SIGTERM ends the process at once.
 func TestSecondSignalForcesExit(t *testing.T) {
 	api := wechattest.NewServer(wechattest.WithCredentials(testAppID, testAppSecret))
 	defer api.Close()
@@ -143,6 +148,13 @@ func TestSecondSignalForcesExit(t *testing.T) {
 	}, "serve")
 	if code, _ := postCallback(t, p.base, text("oSIG_user_0001", "hi", 7_000_001)); code != 200 {
 		t.Fatalf("callback answered %d", code)
+	}
+	// The shutdown waits only for calls under way: wait until the reply
+	// is one.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := api.WaitPending(ctx, 1); err != nil {
+		t.Fatal("the reply never reached the fake API")
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,13 +16,16 @@ import (
 
 	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/server"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 )
 
 // TestWrkLoad measures the callback over loopback with wrk: 32 concurrent
-// connections against the minimal handler and against wxreply (the real
-// handlers and Responder over the sample rules), in the same run. Replies
-// are counted, not sent: delivery has its own benchmark, and on a two-core
+// connections against the minimal handler, against wxreply (the real
+// handlers and Responder over the sample rules) and against the whole
+// server (server.New, recording each reply in the in-memory store), in
+// the same run. Replies are counted or recorded, not sent: delivery has its own benchmark, and on a two-core
 // machine the fake API would take the CPU the callback is measured on. It
 // only runs when asked, since it takes a minute and needs wrk:
 //
@@ -44,13 +48,26 @@ func TestWrkLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sender := &countingSender{}
+	outbox := &countingOutbox{}
 	wx := httptest.NewServer(handlers.New(handlers.Config{
 		Token:     testToken,
-		Responder: &rules.Responder{Rules: sample, Sender: sender, Logger: quiet},
+		Responder: &server.Responder{Rules: sample, Outbox: outbox, Logger: quiet, Now: time.Now},
 		Logger:    quiet,
 	}))
 	defer wx.Close()
+	// The whole server as serve wires it, recording each reply in the
+	// in-memory store before it answers; its outbox is not started, so
+	// nothing is sent.
+	full, err := server.New(server.Config{
+		Token: testToken, APIBase: "http://127.0.0.1:1", RulesPath: filepath.Join("..", "rules.yaml"),
+		Store: store.Memory, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	wxStore := httptest.NewServer(full.Handler())
+	defer wxStore.Close()
 
 	duration := envOr("WXREPLY_WRK_DURATION", "15s")
 	target := func(base string) string {
@@ -62,6 +79,7 @@ func TestWrkLoad(t *testing.T) {
 		{"wxreply", target(wx.URL)},
 		{"minimal (again)", target(minimal.URL)},
 		{"wxreply (again)", target(wx.URL)},
+		{"wxreply + store", target(wxStore.URL)},
 	} {
 		out, err := exec.Command("wrk", "-t1", "-c32", "-d"+duration, "--latency", "-s", script, c.url).CombinedOutput()
 		if err != nil {
@@ -77,18 +95,30 @@ func TestWrkLoad(t *testing.T) {
 	ratio := (results["wxreply"].rps + results["wxreply (again)"].rps) /
 		(results["minimal"].rps + results["minimal (again)"].rps)
 	t.Logf("wxreply / minimal throughput: %.2f", ratio)
-	for _, name := range []string{"wxreply", "wxreply (again)"} {
+	t.Logf("wxreply + store / minimal throughput: %.2f",
+		2*results["wxreply + store"].rps/(results["minimal"].rps+results["minimal (again)"].rps))
+	for _, name := range []string{"wxreply", "wxreply (again)", "wxreply + store"} {
 		if p99 := results[name].p99; p99 > 20*time.Millisecond {
 			t.Errorf("%s p99 %s, want under 20ms", name, p99)
 		}
 	}
-	t.Logf("replies queued: %d", sender.n.Load())
+	pending, err := full.Store().Pending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("replies counted: %d; recorded in the store: %d", outbox.n.Load(), pending)
+	// wrk counts the requests it saw answered; up to one per connection
+	// may have been handled as it stopped.
+	if r := results["wxreply + store"]; pending < r.requests-r.non2xx || pending > r.requests+32 {
+		t.Errorf("%d replies in the store for %d callbacks answered 200", pending, r.requests-r.non2xx)
+	}
 }
 
 type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
 	non2xx   int
+	requests int // requests completed
 }
 
 func parseWrk(t *testing.T, out string) wrkResult {
@@ -111,6 +141,11 @@ func parseWrk(t *testing.T, out string) wrkResult {
 	r.p50, r.p99 = lat("50"), lat("99")
 	if m := regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`).FindStringSubmatch(out); m != nil {
 		r.non2xx, _ = strconv.Atoi(m[1])
+	}
+	if m := regexp.MustCompile(`(\d+) requests in `).FindStringSubmatch(out); m != nil {
+		r.requests, _ = strconv.Atoi(m[1])
+	} else {
+		t.Fatalf("no request count in wrk output:\n%s", out)
 	}
 	return r
 }

@@ -35,14 +35,15 @@ type echoResponder struct {
 	got []*wechat.Message
 }
 
-func (r *echoResponder) Respond(_ context.Context, m *wechat.Message) *wechat.CustomMessage {
+func (r *echoResponder) Respond(_ context.Context, m *wechat.Message) ([]byte, error) {
 	r.mu.Lock()
 	r.got = append(r.got, m)
 	r.mu.Unlock()
 	if m.MsgType != wechat.MsgTypeText {
-		return nil
+		return nil, nil
 	}
-	return &wechat.CustomMessage{MsgType: wechat.MsgTypeText, Text: &wechat.Text{Content: "echo: " + m.Content}}
+	reply := &wechat.CustomMessage{MsgType: wechat.MsgTypeText, Text: &wechat.Text{Content: "echo: " + m.Content}}
+	return wechat.EncodeReply(m.FromUserName, m.ToUserName, time.Now().Unix(), reply)
 }
 
 func (r *echoResponder) messages() []*wechat.Message {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wxreply/wxreply/delivery"
 	"github.com/wxreply/wxreply/wechat"
 	"github.com/wxreply/wxreply/wechat/wechattest"
 )
@@ -50,9 +51,9 @@ type SandboxServer struct {
 }
 
 // SenderStats is what the sandbox watches of the server's sending side;
-// *wechat.Sender is one.
+// *delivery.Engine is one.
 type SenderStats interface {
-	Stats() wechat.Stats
+	Stats() delivery.Stats
 }
 
 // ServeFunc runs the real server on ln with s's settings (and the rules

@@ -28,7 +28,7 @@ func (s *session) sync(ctx context.Context) {
 		// counted as final here was received before this read.
 		st := s.stats.Stats()
 		s.showArrived()
-		if st.Delivered+st.Failed >= st.Enqueued {
+		if st.Delivered+st.Failed >= st.Accepted {
 			return
 		}
 		select {

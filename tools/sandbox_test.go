@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxreply/wxreply/delivery"
 	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 )
 
@@ -22,7 +24,7 @@ import (
 // display of every message type is tested apart from the rule engine
 // (main's tests run the sandbox with the real rules.yaml).
 type scripted struct {
-	sender *wechat.Sender
+	outbox *delivery.Engine
 	mu     sync.Mutex
 	got    []*wechat.Message
 	// gate holds the reply to "slow" until the line "release" comes.
@@ -59,7 +61,7 @@ func text(s string) wechat.CustomMessage {
 	return wechat.CustomMessage{MsgType: wechat.MsgTypeText, Text: &wechat.Text{Content: s}}
 }
 
-func (r *scripted) Respond(_ context.Context, m *wechat.Message) *wechat.CustomMessage {
+func (r *scripted) Respond(ctx context.Context, m *wechat.Message) ([]byte, error) {
 	r.mu.Lock()
 	r.got = append(r.got, m)
 	r.mu.Unlock()
@@ -122,12 +124,21 @@ func (r *scripted) Respond(_ context.Context, m *wechat.Message) *wechat.CustomM
 		template.ToUser = m.FromUserName
 		out = append(out, wechat.Outgoing{Template: template})
 	}
-	if len(out) > 0 {
-		if _, err := r.sender.Enqueue(out...); err != nil {
-			panic(err)
-		}
+	// As server.Responder records a callback.
+	req := delivery.Request{Items: out}
+	if m.OpensWindow() {
+		req.Touch = m.FromUserName
 	}
-	return passive
+	if len(out) > 0 || passive != nil {
+		req.Dedupe = m.DedupeKey()
+	}
+	if _, err := r.outbox.Accept(ctx, req); err != nil {
+		return nil, err
+	}
+	if passive == nil {
+		return nil, nil
+	}
+	return wechat.EncodeReply(m.FromUserName, m.ToUserName, time.Now().Unix(), passive)
 }
 
 func (r *scripted) messages() []*wechat.Message {
@@ -136,21 +147,28 @@ func (r *scripted) messages() []*wechat.Message {
 	return append([]*wechat.Message(nil), r.got...)
 }
 
-// scriptedServe wires the server as main does, with the scripted
-// Responder in place of the rule engine.
+// scriptedServe wires the server as server.New does — the store, the
+// outbox, the handlers — with the scripted Responder in place of the rule
+// engine.
 func scriptedServe(r *scripted) ServeFunc {
 	r.gate = make(chan struct{})
 	return func(ctx context.Context, ln net.Listener, s SandboxServer) error {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		window := wechat.NewWindow(0)
-		r.sender = wechat.NewSender(wechat.SenderOptions{
-			Client: wechat.NewClient(wechat.ClientOptions{BaseURL: s.APIBase, AppID: s.AppID, AppSecret: s.AppSecret, Logger: log,
-				HTTPClient: &http.Client{Transport: slowTransport{r.gate}}}),
-			Window: window,
-			Logger: log,
+		st, err := store.Open(store.Memory, store.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		client := wechat.NewClient(wechat.ClientOptions{BaseURL: s.APIBase, AppID: s.AppID, AppSecret: s.AppSecret, Logger: log,
+			HTTPClient: &http.Client{Transport: slowTransport{r.gate}}})
+		r.outbox = delivery.New(delivery.Options{
+			Store:       st,
+			Client:      client,
+			BaseBackoff: time.Millisecond,
+			PollEvery:   5 * time.Millisecond,
+			Logger:      log,
 		})
-		s.Watch(r.sender)
-		r.sender.Start()
+		s.Watch(r.outbox)
+		r.outbox.Start()
 		h := handlers.New(handlers.Config{
 			Token:     s.Token,
 			Responder: r,
@@ -168,10 +186,12 @@ func scriptedServe(r *scripted) ServeFunc {
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		err := srv.Serve(ln)
+		err = srv.Serve(ln)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return errors.Join(r.sender.Shutdown(sctx), ignoreClosed(err))
+		shutdownErr := r.outbox.Shutdown(sctx)
+		client.Close()
+		return errors.Join(shutdownErr, st.Close(), ignoreClosed(err))
 	}
 }
 

@@ -6,26 +6,30 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http/httptest"
+	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/server"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 	"github.com/wxreply/wxreply/wechat/wechattest"
 )
 
 const sendKey = "send-test-key"
 
-// pushStack is a server with the push API on, sending through the real
-// Sender to the fake WeChat API.
+// pushStack is the real server (server.New, as serve wires it) with the
+// push API on, sending through its outbox to the fake WeChat API.
 type pushStack struct {
-	URL    string
-	fake   *wechattest.Server
-	sender *wechat.Sender
+	URL  string
+	fake *wechattest.Server
+	srv  *server.Server
 }
 
 func newPushStack(t *testing.T, apiKey string) *pushStack {
@@ -33,33 +37,37 @@ func newPushStack(t *testing.T, apiKey string) *pushStack {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fake := wechattest.NewServer()
 	t.Cleanup(fake.Close)
-	window := wechat.NewWindow(0)
-	sender := wechat.NewSender(wechat.SenderOptions{
-		Client: wechat.NewClient(wechat.ClientOptions{
-			BaseURL: fake.URL, AppID: fake.AppID, AppSecret: fake.AppSecret, Logger: log,
-		}),
-		Window:      window,
-		BaseBackoff: time.Millisecond,
-		Logger:      log,
-	})
-	sender.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = sender.Shutdown(ctx)
-	})
-	cfg := handlers.Config{Token: "t", Responder: nopResponder{}, Logger: log}
-	if apiKey != "" {
-		cfg.Push = &handlers.PushConfig{APIKey: apiKey, Sender: sender, Window: window}
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte("rules:\n  - name: hi\n    match: {text: {equals: [hi]}}\n    reply: [{text: hello}]\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	srv := httptest.NewServer(handlers.New(cfg))
-	t.Cleanup(srv.Close)
-	return &pushStack{URL: srv.URL, fake: fake, sender: sender}
+	srv, err := server.New(server.Config{
+		Token: "t", AppID: fake.AppID, AppSecret: fake.AppSecret, APIBase: fake.URL,
+		RulesPath: rules, APIKey: apiKey, Store: store.Memory, Logger: log,
+		Delivery: func(o *delivery.Options) {
+			o.BaseBackoff = time.Millisecond
+			o.PollEvery = 5 * time.Millisecond
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, ln, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("server shutdown: %v", err)
+		}
+	})
+	return &pushStack{URL: "http://" + ln.Addr().String(), fake: fake, srv: srv}
 }
-
-type nopResponder struct{}
-
-func (nopResponder) Respond(context.Context, *wechat.Message) *wechat.CustomMessage { return nil }
 
 func TestSend(t *testing.T) {
 	down := closedURL(t)
@@ -219,7 +227,9 @@ func TestSendTemplate(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			st.sender.TemplateFinished(strconv.FormatInt(got.MsgID, 10), report.status)
+			if err := st.srv.Outbox().TemplateFinished(ctx, strconv.FormatInt(got.MsgID, 10), report.status); err != nil {
+				t.Fatal(err)
+			}
 			err := <-done
 			if (err != nil) != report.wantErr || (err != nil && !errors.Is(err, ErrNotDelivered)) {
 				t.Errorf("Send: %v", err)

@@ -55,6 +55,11 @@ type ClientOptions struct {
 	// keep-alive pool sized for a Sender's workers and no redirects.
 	HTTPClient *http.Client
 
+	// MaxConns is how many calls may be under way at once: the
+	// keep-alive pool keeps that many connections, so that a busy outbox
+	// does not redial. Default 128.
+	MaxConns int
+
 	// UseLegacyToken fetches tokens from the plain /cgi-bin/token, which
 	// invalidates every other process's token on each fetch. The default,
 	// stable_token, does not.
@@ -110,7 +115,7 @@ func NewClient(o ClientOptions) *Client {
 		c.base = DefaultAPIBase
 	}
 	if c.http == nil {
-		c.http = newHTTPClient()
+		c.http = newHTTPClient(max(o.MaxConns, 128))
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultCallTimeout
@@ -157,11 +162,12 @@ func (c *Client) shared(ctx context.Context, timeout time.Duration) (context.Con
 	return sctx, func() { stop(); cancel() }
 }
 
-// newHTTPClient keeps enough idle connections per host for a Sender's
-// workers (net/http keeps 2 by default, which would redial under load)
+// newHTTPClient keeps maxConns idle connections per host, one per call
+// the outbox may have under way (net/http keeps 2 by default, which would
+// redial under load),
 // and never follows redirects, so an access_token in the query cannot
 // travel to another host.
-func newHTTPClient() *http.Client {
+func newHTTPClient(maxConns int) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			Proxy: http.ProxyFromEnvironment,
@@ -170,8 +176,8 @@ func newHTTPClient() *http.Client {
 				KeepAlive: 30 * time.Second,
 			}).DialContext,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          128,
-			MaxIdleConnsPerHost:   64,
+			MaxIdleConns:          maxConns,
+			MaxIdleConnsPerHost:   maxConns,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   5 * time.Second,
 			ResponseHeaderTimeout: 15 * time.Second,

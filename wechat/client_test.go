@@ -59,27 +59,6 @@ func TestColdStartFetchesOneToken(t *testing.T) {
 	}
 }
 
-// The same through a Sender whose 40 workers all start cold at once.
-func TestSenderColdStartFetchesOneToken(t *testing.T) {
-	srv := fakeAPI(t)
-	srv.SetLatency(wechat.PathStableToken, 50*time.Millisecond)
-	s, res := startSender(t, wechat.SenderOptions{Client: apiClient(srv, nil, nil), Workers: 40})
-	var items []wechat.Outgoing
-	for i := range 40 {
-		items = append(items, textOut(fmt.Sprintf("user-%d", i), "hi"))
-	}
-	if _, err := s.Enqueue(items...); err != nil {
-		t.Fatal(err)
-	}
-	res.wait(t, 40)
-	if got := srv.TokenFetches(); got != 1 {
-		t.Errorf("token fetches = %d, want 1", got)
-	}
-	if st := s.Stats(); st.Delivered != 40 || len(srv.Accepted(wechat.PathCustomSend)) != 40 {
-		t.Errorf("stats %+v, accepted %d", st, len(srv.Accepted(wechat.PathCustomSend)))
-	}
-}
-
 // A token invalidated by another process, either while it sits in the
 // cache or while calls carrying it are in flight: each of those calls
 // fails once, one refetch serves them all, and every message is

@@ -224,17 +224,18 @@ func (n *flexibleInt64) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// mediaRef names a file that one of a message's media_ids came from.
-type mediaRef struct{ mediaType, path string }
+// MediaRef names a file that one of a message's media_ids came from:
+// after a 40007 it is evicted with EvictMedia and uploaded again.
+type MediaRef struct{ Type, Path string }
 
-// resolveMedia returns m with every media object given as a file replaced
+// ResolveMedia returns m with every media object given as a file replaced
 // by its uploaded media_id, and the files it used. m itself is never
 // changed (rule reply items are shared by every request): a copy is made
 // when anything is filled in. beforeUpload, when not nil, is called once
 // before the first file that is not cached is uploaded.
-func (c *Client) resolveMedia(ctx context.Context, m *CustomMessage, beforeUpload func()) (*CustomMessage, []mediaRef, error) {
+func (c *Client) ResolveMedia(ctx context.Context, m *CustomMessage, beforeUpload func()) (*CustomMessage, []MediaRef, error) {
 	cp := *m
-	var refs []mediaRef
+	var refs []MediaRef
 	fill := func(id *string, mediaType, path string) error {
 		if path == "" || *id != "" {
 			return nil
@@ -250,7 +251,7 @@ func (c *Client) resolveMedia(ctx context.Context, m *CustomMessage, beforeUploa
 			return err
 		}
 		*id = got
-		refs = append(refs, mediaRef{mediaType, path})
+		refs = append(refs, MediaRef{mediaType, path})
 		return nil
 	}
 	var err error

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/url"
-	"time"
+	"syscall"
 )
 
 // Retryable reports whether a failed call is worth repeating: WeChat's
@@ -45,19 +44,6 @@ func Retryable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, io.EOF)
-}
-
-// backoff is the wait before retry number n (1 for the first retry):
-// base doubled per retry, capped, with "equal jitter" (half fixed, half
-// random) so that workers retrying after one outage spread out.
-func backoff(base, maxWait time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < maxWait; i++ {
-		d *= 2
-	}
-	d = min(d, maxWait)
-	half := d / 2
-	return half + rand.N(half+1)
 }
 
 // reasonFor names WeChat's answers in the words a log reader needs.
@@ -128,9 +114,10 @@ func tokenReason(ae *APIError) string {
 	return fmt.Sprintf("errcode %d: %s", ae.Code, ae.Message)
 }
 
-// describe turns the last error of a failed message into its reason and
-// errcode. shutdown tells whether the Sender's own context was cancelled.
-func describe(err error, shutdown bool) (reason string, errCode int) {
+// Describe turns the last error of a failed message into its reason, in
+// the words a log reader needs, and WeChat's errcode (0 when the error
+// is not an answer of WeChat's).
+func Describe(err error) (reason string, errCode int) {
 	var ae *APIError
 	var he *HTTPError
 	var ue *url.Error
@@ -138,8 +125,6 @@ func describe(err error, shutdown bool) (reason string, errCode int) {
 	switch {
 	case err == nil:
 		return "unknown", 0
-	case shutdown && errors.Is(err, context.Canceled):
-		return ReasonShutdown, 0
 	case errors.As(err, &ae):
 		return reasonFor(ae), ae.Code
 	case errors.As(err, &he):
@@ -151,7 +136,31 @@ func describe(err error, shutdown bool) (reason string, errCode int) {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ue) && ue.Timeout():
 		return "timeout", 0
 	case errors.As(err, &ue):
-		return "network error", 0
+		return networkReason(ue), 0
 	}
 	return err.Error(), 0
+}
+
+// ReasonOutOfWindow is the reason of a customer-service message to a user
+// outside the 48-hour window: WeChat's 45015, or known before the call.
+const ReasonOutOfWindow = "out of window"
+
+// networkReason names a failed HTTP call's cause when the system gave one
+// (connection refused, reset, no such host), so that a status says more
+// than the log line's "network error" alone.
+func networkReason(ue *url.Error) string {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(ue, syscall.ECONNREFUSED):
+		return "network error: connection refused"
+	case errors.Is(ue, syscall.ECONNRESET):
+		return "network error: connection reset"
+	case errors.Is(ue, syscall.EHOSTUNREACH), errors.Is(ue, syscall.ENETUNREACH):
+		return "network error: host unreachable"
+	case errors.As(ue, &dns):
+		return "network error: cannot resolve " + dns.Name
+	case errors.Is(ue, io.EOF), errors.Is(ue, io.ErrUnexpectedEOF):
+		return "network error: connection closed by the server"
+	}
+	return "network error"
 }

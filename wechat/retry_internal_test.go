@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"syscall"
 	"testing"
-	"time"
 )
 
 func TestRetryable(t *testing.T) {
@@ -47,34 +47,6 @@ func TestRetryable(t *testing.T) {
 	}
 }
 
-func TestBackoffGrowsWithJitterAndCap(t *testing.T) {
-	base, maxWait := 100*time.Millisecond, time.Second
-	tests := []struct {
-		retry    int
-		min, max time.Duration
-	}{
-		{1, 50 * time.Millisecond, 100 * time.Millisecond},
-		{2, 100 * time.Millisecond, 200 * time.Millisecond},
-		{3, 200 * time.Millisecond, 400 * time.Millisecond},
-		{4, 400 * time.Millisecond, 800 * time.Millisecond},
-		{5, 500 * time.Millisecond, time.Second},
-		{60, 500 * time.Millisecond, time.Second},
-	}
-	for _, tt := range tests {
-		seen := map[time.Duration]bool{}
-		for range 200 {
-			d := backoff(base, maxWait, tt.retry)
-			if d < tt.min || d > tt.max {
-				t.Fatalf("retry %d: %v outside [%v, %v]", tt.retry, d, tt.min, tt.max)
-			}
-			seen[d] = true
-		}
-		if len(seen) < 10 {
-			t.Errorf("retry %d: only %d distinct waits: no jitter", tt.retry, len(seen))
-		}
-	}
-}
-
 func TestScrubURL(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"https://api/x?access_token=ABC.def-1&type=image", "https://api/x?access_token=REDACTED&type=image"},
@@ -91,18 +63,18 @@ func TestScrubURL(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	tests := []struct {
-		name     string
-		err      error
-		shutdown bool
-		reason   string
-		code     int
+		name   string
+		err    error
+		_      bool
+		reason string
+		code   int
 	}{
 		{"api", &APIError{Code: 43004, Message: "require subscribe"}, false, "user has not followed", 43004},
 		{"unknown code", &APIError{Code: 61451, Message: "invalid parameter"}, false, "errcode 61451: invalid parameter", 61451},
 		{"http", &HTTPError{StatusCode: 502}, false, "http status 502", 0},
 		{"timeout", &url.Error{Op: "Post", URL: "u", Err: context.DeadlineExceeded}, false, "timeout", 0},
 		{"network", &url.Error{Op: "Post", URL: "u", Err: errors.New("refused")}, false, "network error", 0},
-		{"shutdown", &url.Error{Op: "Post", URL: "u", Err: context.Canceled}, true, ReasonShutdown, 0},
+		{"refused", &url.Error{Op: "Post", URL: "u", Err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, false, "network error: connection refused", 0},
 		{"malformed answer", &BadAnswerError{API: PathCustomSend, Err: errors.New("x")}, false, "malformed answer", 0},
 		{"token: whitelist", fmt.Errorf("wechat: access token: %w", &APIError{Code: 40164, API: PathStableToken, Message: "invalid ip"}), false, "access token fetch failed: server IP not whitelisted", 40164},
 		{"token: wrong secret (legacy)", &APIError{Code: 40001, API: PathToken}, false, "access token fetch failed: wrong AppSecret", 40001},
@@ -113,7 +85,7 @@ func TestDescribe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reason, code := describe(tt.err, tt.shutdown)
+			reason, code := Describe(tt.err)
 			if reason != tt.reason || code != tt.code {
 				t.Errorf("describe = %q, %d; want %q, %d", reason, code, tt.reason, tt.code)
 			}

@@ -2,13 +2,11 @@ package wechat_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/wxreply/wxreply/wechat"
 	"github.com/wxreply/wxreply/wechat/wechattest"
@@ -75,75 +73,6 @@ func (l *logSink) lines(t testing.TB, msg string) []map[string]any {
 func newLog() (*logSink, *slog.Logger) {
 	sink := &logSink{}
 	return sink, slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// results collects OnResult calls.
-type results struct {
-	mu   sync.Mutex
-	byID map[string][]wechat.Result
-	n    int
-	more chan struct{}
-}
-
-func newResults() *results {
-	return &results{byID: make(map[string][]wechat.Result), more: make(chan struct{})}
-}
-
-func (r *results) add(res wechat.Result) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.byID[res.Outgoing.ID] = append(r.byID[res.Outgoing.ID], res)
-	r.n++
-	close(r.more)
-	r.more = make(chan struct{})
-}
-
-// wait blocks until n results arrived.
-func (r *results) wait(t testing.TB, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		r.mu.Lock()
-		got, ch := r.n, r.more
-		r.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			t.Fatalf("waited for %d results, got %d", n, got)
-		}
-	}
-}
-
-func (r *results) get(id string) []wechat.Result {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]wechat.Result(nil), r.byID[id]...)
-}
-
-// startSender starts a Sender with fast retries; it is shut down when the
-// test ends.
-func startSender(t testing.TB, o wechat.SenderOptions) (*wechat.Sender, *results) {
-	t.Helper()
-	res := newResults()
-	o.OnResult = res.add
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.BaseBackoff == 0 {
-		o.BaseBackoff = time.Millisecond
-	}
-	s := wechat.NewSender(o)
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	return s, res
 }
 
 func textTo(openid, content string) *wechat.CustomMessage {

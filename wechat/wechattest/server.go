@@ -236,6 +236,14 @@ func (s *Server) WaitPending(ctx context.Context, n int) error {
 	return s.wait(ctx, func() bool { return s.pending >= n })
 }
 
+// Pending is how many message or media calls have arrived and are not
+// answered yet: the calls a client that dies now leaves in doubt.
+func (s *Server) Pending() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending
+}
+
 func (s *Server) wait(ctx context.Context, done func() bool) error {
 	for {
 		s.mu.Lock()

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/handlers"
+	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/wechat"
+)
+
+// Decider decides on one message; *rules.Engine (the hot-reloaded rules)
+// and *rules.Set both are one.
+type Decider interface {
+	Decide(m *wechat.Message) rules.Decision
+}
+
+// Outbox records what a callback causes; *delivery.Engine is the real one.
+type Outbox interface {
+	Accept(ctx context.Context, r delivery.Request) (delivery.Accepted, error)
+	TemplateFinished(ctx context.Context, msgID, status string) error
+}
+
+// Responder is the callback's brain: for each inbound message it
+// completes template delivery reports, decides with the rules and records
+// the replies, the user's window and the retry-dedupe mark in one step of
+// the store, before the callback is answered. Nothing in it waits on
+// WeChat.
+type Responder struct {
+	Rules  Decider
+	Outbox Outbox
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+var _ handlers.Responder = (*Responder)(nil)
+
+// Respond decides on m, records its consequences and returns the passive
+// reply's XML, or nil to answer success. A retry of a callback recorded
+// before (after a restart, or on another instance) records nothing and
+// gets the first copy's answer. An error means nothing was recorded: the
+// callback must not be answered 200.
+func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, error) {
+	if m == nil {
+		return nil, nil
+	}
+	if strings.EqualFold(m.Event, wechat.EventTemplateSendJobFinish) {
+		if err := r.Outbox.TemplateFinished(ctx, m.MsgID, m.Status); err != nil {
+			return nil, err
+		}
+	}
+	d := r.Rules.Decide(m)
+	// The attributes are built only when the line is written: this runs
+	// for every callback, inside WeChat's five seconds.
+	if r.Logger.Enabled(ctx, slog.LevelInfo) {
+		attrs := []any{"openid", m.FromUserName, "msg_id", msgIDOf(m), "msg_type", m.MsgType}
+		if m.Event != "" {
+			attrs = append(attrs, "event", m.Event)
+		}
+		if len(d.Rules) == 0 {
+			r.Logger.InfoContext(ctx, "no rule matched", attrs...)
+		} else {
+			r.Logger.InfoContext(ctx, "rules matched", append(attrs, "rule", strings.Join(d.Rules, ","),
+				"replies", len(d.Replies), "passive", d.Passive != nil)...)
+		}
+	}
+	var answer []byte
+	if d.Passive != nil {
+		xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, r.Now().Unix(), d.Passive)
+		if err != nil {
+			r.Logger.ErrorContext(ctx, "passive reply not sent", "openid", m.FromUserName, "msg_id", msgIDOf(m),
+				"rule", strings.Join(d.Rules, ","), "error", err)
+		} else {
+			answer = xml
+		}
+	}
+	req := delivery.Request{Items: d.Replies, Answer: answer}
+	if m.OpensWindow() {
+		req.Touch = m.FromUserName
+	}
+	if len(d.Replies) > 0 || answer != nil {
+		// Only a callback that caused something needs its retries
+		// recognised: one that caused nothing causes nothing again.
+		req.Dedupe = m.DedupeKey()
+	}
+	acc, err := r.Outbox.Accept(ctx, req)
+	if err != nil {
+		r.Logger.ErrorContext(ctx, "callback not recorded: answering 503 so that WeChat retries",
+			"openid", m.FromUserName, "msg_id", msgIDOf(m), "rule", strings.Join(d.Rules, ","), "error", err)
+		return nil, err
+	}
+	if acc.Duplicate {
+		r.Logger.InfoContext(ctx, "dropped WeChat retry of a callback already recorded",
+			"openid", m.FromUserName, "msg_id", msgIDOf(m))
+		return acc.Answer, nil
+	}
+	return answer, nil
+}
+
+// msgIDOf is what identifies m in the logs: its MsgId, the MsgID of the
+// job-finished events, or for other events, which have neither, the
+// dedupe key.
+func msgIDOf(m *wechat.Message) string {
+	switch {
+	case m.MsgId != "":
+		return m.MsgId
+	case m.MsgID != "":
+		return m.MsgID
+	}
+	return m.DedupeKey()
+}
