@@ -31,6 +31,7 @@ type config struct {
 	legacyToken     bool
 	logLevel        string
 	logFormat       string
+	logBuffer       *server.LogBuffer // set by serve: its logs go through one
 
 	// envErrs are environment values that did not parse, by the name of
 	// the flag that overrides them: reported unless that flag is given,
@@ -207,7 +208,8 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 // server is the server's configuration as c sets it.
 func (c *config) server(log *slog.Logger) server.Config {
 	return server.Config{
-		Token: c.token, AppID: c.appID, AppSecret: c.appSecret, AESKey: c.aesKey,
+		LogBuffer: c.logBuffer,
+		Token:     c.token, AppID: c.appID, AppSecret: c.appSecret, AESKey: c.aesKey,
 		APIBase: c.apiBase, RulesPath: c.rulesPath, APIKey: c.apiKey, Store: c.store,
 		ShutdownTimeout: c.shutdownTimeout, InFlight: c.workers, MaxRetryAge: c.maxRetryAge,
 		Typing: c.typing, LegacyToken: c.legacyToken,

@@ -96,10 +96,19 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wxreply:", err)
 		return 2
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "wxreply:", err)
+	// The server's logs go through a buffer: a write(2) per line would
+	// cost the callbacks more than the rest of their logging.
+	c.logBuffer = server.NewLogBuffer(stderr)
+	defer c.logBuffer.Close()
+	// fail writes a start-up error after the log lines before it.
+	fail := func(format string, args ...any) int {
+		c.logBuffer.Close()
+		fmt.Fprintf(stderr, "wxreply: "+format+"\n", args...)
 		return 2
+	}
+	log, err := c.logger(c.logBuffer)
+	if err != nil {
+		return fail("%v", err)
 	}
 	// Signals are caught from here on: a SIGTERM while the rules load
 	// still shuts down cleanly, and SIGHUP never kills the process.
@@ -126,14 +135,12 @@ func serve(args []string, getenv func(string) string, stderr io.Writer) int {
 
 	srv, err := server.New(c.server(log))
 	if err != nil {
-		fmt.Fprintln(stderr, "wxreply:", err)
-		return 2
+		return fail("%v", err)
 	}
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		srv.Close()
-		fmt.Fprintf(stderr, "wxreply: cannot listen on %s (WXREPLY_ADDR): %v\n", c.addr, err)
-		return 2
+		return fail("cannot listen on %s (WXREPLY_ADDR): %v", c.addr, err)
 	}
 	if c.appID == "" || c.appSecret == "" {
 		log.Warn("WECHAT_APPID or WECHAT_APPSECRET not set: passive replies work, customer-service replies will fail")

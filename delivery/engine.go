@@ -282,9 +282,17 @@ func checkOutgoing(o wechat.Outgoing) (openid, msgtype string, err error) {
 // MsgTypeTemplate is the message type the outbox gives template messages.
 const MsgTypeTemplate = "template"
 
+// newID is a message's ID: the time in milliseconds, then 80 random
+// bits, in hex. IDs made later sort later, so the store's index of them
+// grows at one end instead of being written all over.
 func newID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails (Go 1.24+)
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
 	return hex.EncodeToString(b[:])
 }
 

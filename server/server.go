@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wxreply/wxreply/delivery"
 	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/rules"
@@ -40,6 +42,10 @@ type Config struct {
 
 	Logger *slog.Logger
 	Now    func() time.Time
+
+	// LogBuffer, when the logs go through one, has its dropped lines
+	// counted in /metrics.
+	LogBuffer *LogBuffer
 
 	// Delivery, when set, adjusts the outbox's options after the
 	// defaults are filled in: tests shorten backoffs with it.
@@ -116,6 +122,12 @@ func New(cfg Config) (*Server, error) {
 	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now}
 	metrics := handlers.NewMetrics()
 	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine))
+	if lb := cfg.LogBuffer; lb != nil {
+		metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "wxreply_log_lines_dropped_total",
+			Help: "Log lines dropped because the log's file fell behind by more than 8 MB.",
+		}, func() float64 { return float64(lb.Dropped()) }))
+	}
 	hc := handlers.Config{
 		Token:     cfg.Token,
 		Cipher:    cipher,

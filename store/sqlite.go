@@ -68,11 +68,11 @@ const maxBatch = 512
 const probeBytes = 64 << 10
 
 // pruneEvery is how often ended items and expired marks are deleted;
-// pruneChunk bounds the rows one pruning transaction deletes.
+// pruneRows bounds the rows one pruning transaction deletes from a table.
 const (
-	pruneEvery     = 10 * time.Second
-	pruneChunk     = 5000
-	maxPruneChunks = 20
+	pruneEvery = 10 * time.Second
+	pruneRows  = 1000
+	pruneGap   = 5 * time.Millisecond
 )
 
 // SQLite is the embedded Store.
@@ -81,7 +81,10 @@ type SQLite struct {
 	log  *slog.Logger
 	db   *sql.DB
 	conn *sql.Conn // the one connection: an in-memory database lives in it
-	lock *os.File  // the directory's lock, nil in memory
+	ckpt *sql.DB   // the checkpointer's connection, for a directory
+
+	ckptDone chan struct{} // closed when the checkpointer returned
+	lock     *os.File      // the directory's lock, nil in memory
 
 	ops     chan *op
 	stopped chan struct{} // closed by Close
@@ -95,8 +98,11 @@ type SQLite struct {
 	}
 
 	// Owned by the writer goroutine.
-	stmts     map[string]*sql.Stmt
-	lastPrune time.Time
+	stmts        map[string]*sql.Stmt
+	lastPrune    time.Time
+	windowCursor string    // where sweepWindows goes on
+	pruneBehind  bool      // the last chunk left more to prune
+	lastChunk    time.Time // when it ran
 }
 
 var _ Store = (*SQLite)(nil)
@@ -155,8 +161,53 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 		s.release()
 		return nil, err
 	}
+	if o.Dir != "" {
+		if err := s.openCheckpointer(dsn); err != nil {
+			s.release()
+			return nil, err
+		}
+	}
 	go s.writer()
 	return s, nil
+}
+
+// checkpointEvery is how often the WAL is folded into the database by
+// the checkpointer's own connection. The writer never checkpoints: a
+// checkpoint writes the pages again and syncs the file, and on the
+// writer it would stall every caller waiting for a COMMIT.
+const checkpointEvery = 250 * time.Millisecond
+
+// openCheckpointer opens the second connection that runs passive
+// checkpoints, which copy committed pages from the WAL into the database
+// while the writer goes on writing.
+func (s *SQLite) openCheckpointer(dsn string) error {
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return s.openErr(err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("PRAGMA busy_timeout=5000"); err != nil {
+		db.Close()
+		return s.openErr(err)
+	}
+	s.ckpt = db
+	s.ckptDone = make(chan struct{})
+	go func() {
+		defer close(s.ckptDone)
+		t := time.NewTicker(checkpointEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopped:
+				return
+			case <-t.C:
+				if _, err := db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+					s.log.Debug("store checkpoint failed; the next one tries again", "store", s.where(), "error", err.Error())
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 // pragmas are run on the connection before anything else.
@@ -166,7 +217,9 @@ var pragmas = []string{
 	"PRAGMA busy_timeout=5000",
 	"PRAGMA foreign_keys=OFF",
 	"PRAGMA temp_store=MEMORY",
-	"PRAGMA cache_size=-16000", // 16 MB of page cache
+	"PRAGMA cache_size=-16000",    // 16 MB of page cache
+	"PRAGMA wal_autocheckpoint=0", // the checkpointer's connection does it
+	"PRAGMA journal_size_limit=67108864",
 }
 
 func (s *SQLite) open(dsn string) error {
@@ -217,6 +270,9 @@ func (s *SQLite) openErr(err error) error {
 }
 
 func (s *SQLite) release() {
+	if s.ckpt != nil {
+		s.ckpt.Close()
+	}
 	if s.conn != nil {
 		s.conn.Close()
 	}
@@ -233,6 +289,9 @@ func (s *SQLite) release() {
 func (s *SQLite) Close() error {
 	s.closeMu.Do(func() { close(s.stopped) })
 	<-s.done
+	if s.ckptDone != nil {
+		<-s.ckptDone
+	}
 	for _, st := range s.stmts {
 		st.Close()
 	}
@@ -325,6 +384,9 @@ func (s *SQLite) writer() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	batch := make([]*op, 0, maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	prev := 0 // operations in the last batch
 	for {
 		batch = batch[:0]
 		select {
@@ -360,15 +422,50 @@ func (s *SQLite) writer() {
 				break fill
 			}
 		}
+		if lingerFor > 0 && prev > 1 && len(batch) < maxBatch {
+			// Callers are many: wait a moment for more of them. A COMMIT
+			// costs a write per page it changed, and the operations of
+			// one batch share most of their pages (the newest leaf of
+			// each table and index), so fewer, larger commits carry
+			// more operations a second than many small ones.
+			linger.Reset(lingerFor)
+		wait:
+			for len(batch) < maxBatch {
+				select {
+				case o := <-s.ops:
+					batch = append(batch, o)
+				case <-linger.C:
+					break wait
+				}
+			}
+			if !linger.Stop() {
+				select {
+				case <-linger.C:
+				default:
+				}
+			}
+		}
+		prev = len(batch)
 		s.run(batch)
+		if s.pruneBehind && time.Since(s.lastChunk) >= pruneGap {
+			s.pruneChunk(s.o.Now())
+		}
 	}
 }
+
+// lingerFor is how long the writer waits for more operations once
+// callers are many; an idle store commits each operation at once.
+var lingerFor = 0 * time.Microsecond
 
 // housekeep prunes what has expired and, while the store is unhealthy,
 // probes whether it can be written again.
 func (s *SQLite) housekeep() {
 	now := s.o.Now()
-	s.prunePeriodically(now)
+	if s.pruneBehind {
+		s.pruneChunk(now) // an idle writer still catches up, a chunk a tick
+	} else {
+		s.prunePeriodically(now)
+	}
 	if s.Healthy() != nil {
 		// The probe takes room and gives it back in one transaction: it
 		// commits only if probeBytes can be had, and leaves them free.
@@ -388,20 +485,21 @@ func (s *SQLite) prunePeriodically(now time.Time) {
 		return
 	}
 	s.lastPrune = now
-	// One chunk a transaction, so that callers wait behind one chunk at
-	// most; a busy server's marks can outgrow a chunk per tick.
-	for range maxPruneChunks {
-		more := false
-		s.run([]*op{{ctx: context.Background(), write: true, done: make(chan struct{}), fn: func(tx *txn) error {
-			var err error
-			more, err = s.prune(tx, now)
-			return err
-		}}})
-		if !more {
-			return
-		}
-		s.lastPrune = time.Time{} // not done: again at the next tick
-	}
+	s.pruneChunk(now)
+}
+
+// pruneChunk runs one pruning transaction, so that callers wait behind
+// one chunk at most. When it leaves more to prune (a busy server's marks
+// outgrow a chunk a round), the writer runs the next chunks between its
+// batches (pruneBehind), each at least pruneGap after the last.
+func (s *SQLite) pruneChunk(now time.Time) {
+	more := false
+	s.run([]*op{{ctx: context.Background(), write: true, done: make(chan struct{}), fn: func(tx *txn) error {
+		var err error
+		more, err = s.prune(tx, now)
+		return err
+	}}})
+	s.pruneBehind, s.lastChunk = more, time.Now()
 }
 
 // run executes a batch in one transaction. When a statement fails the

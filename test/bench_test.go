@@ -67,6 +67,15 @@ func BenchmarkCallback(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer srv.Close()
+	// The same on the default store, a directory.
+	dirSrv, err := server.New(server.Config{
+		Token: testToken, APIBase: "http://127.0.0.1:1", RulesPath: filepath.Join("..", "rules.yaml"),
+		APIKey: "bench", Store: filepath.Join(b.TempDir(), "data"), Logger: discard,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer dirSrv.Close()
 	cases := []struct {
 		name    string
 		h       http.Handler
@@ -77,6 +86,7 @@ func BenchmarkCallback(b *testing.B) {
 		{"wxreply-sample-rules", wxreply(sample), "hi"},
 		{"wxreply-10000-rules-last", wxreply(bigSet), "keyword9999"},
 		{"wxreply-server-memory-store", srv.Handler(), "hi"},
+		{"wxreply-server-dir-store", dirSrv.Handler(), "hi"},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

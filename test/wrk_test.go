@@ -159,16 +159,22 @@ func envOr(key, def string) string {
 
 // wrkScript posts a text message "hi" (the sample's greeting rule) with a
 // fresh MsgId each time, so no request is dropped as a retry.
+// A run's MsgIds start at the number given after "--" (wrk -s SCRIPT URL
+// -- BASE), so that runs against one server are not retries of each other.
 var wrkScript = fmt.Sprintf(`
 local counter = 0
 local thread_id = 0
+local base = 0
+init = function(args)
+  base = tonumber(args[1] or "0")
+end
 setup = function(thread)
   thread:set("tid", thread_id)
   thread_id = thread_id + 1
 end
 request = function()
   counter = counter + 1
-  local id = (tid or 0) * 100000000 + counter
+  local id = base + (tid or 0) * 100000000 + counter
   local body = "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oWRK_user_" .. (counter %% 500) ..
     "]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>" ..
     id .. "</MsgId></xml>"
