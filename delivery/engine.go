@@ -35,7 +35,7 @@ var (
 // Defaults of Options.
 const (
 	DefaultInFlight    = 128
-	DefaultLease       = 2 * time.Minute
+	DefaultLease       = 5 * time.Minute
 	DefaultMaxAge      = 6 * time.Hour
 	DefaultBaseBackoff = time.Second
 	DefaultMaxBackoff  = time.Minute
@@ -57,7 +57,8 @@ type Options struct {
 	InFlight int
 
 	// Lease is how long a claimed lane is held before another claim
-	// (another instance, or this one after a crash) may take it.
+	// (another instance, or this one after a crash) may take it: longer
+	// than the worst try (two uploads of a minute, two calls, a token).
 	Lease time.Duration
 
 	// MaxAge ends retrying: no retry is scheduled past an item's
@@ -69,7 +70,8 @@ type Options struct {
 	BaseBackoff, MaxBackoff time.Duration
 
 	// QuotaPause is how long sending pauses for the whole account after
-	// WeChat's 45009 (the daily quota is spent); one item then probes.
+	// WeChat's 45009 (the daily quota is spent); then sending resumes,
+	// and a 45009 again pauses it again.
 	QuotaPause time.Duration
 
 	// Window is the length of the customer-service window.

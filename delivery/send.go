@@ -96,7 +96,9 @@ func (e *Engine) send(c store.Claim) {
 
 // quotaSpent pauses the whole account after 45009 and parks the item
 // until the pause ends, without counting the attempt: the quota, not the
-// message, was at fault.
+// message, was at fault — unless the pause ends past the item's MaxAge.
+// When the pause ends every due lane goes again; a 45009 among them
+// pauses the account once more.
 func (e *Engine) quotaSpent(t *try, now time.Time, err error) {
 	until := now.Add(e.o.QuotaPause)
 	e.n.quotaPauses.Add(1)
@@ -104,6 +106,13 @@ func (e *Engine) quotaSpent(t *try, now time.Time, err error) {
 		append(t.attrs(), "paused_until", until.Format(time.RFC3339))...)
 	e.record(t, "pause the account", func(ctx context.Context) error { return e.st.Pause(ctx, until) })
 	t.attempts--
+	if until.After(t.c.Item.Created.Add(e.o.MaxAge)) {
+		// The pause outlasts the message's time: it would go out too
+		// late to mean anything.
+		reason, code := wechat.Describe(err)
+		e.fail(t, reason, code, err)
+		return
+	}
 	e.park(t, until, err)
 }
 
