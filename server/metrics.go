@@ -37,11 +37,12 @@ var (
 	descCommitOps   = prometheus.NewDesc("wxreply_store_operations_total", "Store operations, grouped into the commits.", nil, nil)
 	descCommitFail  = prometheus.NewDesc("wxreply_store_commit_failures_total", "Store transactions that failed.", nil, nil)
 	descCommitTime  = prometheus.NewDesc("wxreply_store_commit_seconds_total", "Time spent in store transactions.", nil, nil)
+	descCommitHist  = prometheus.NewDesc("wxreply_store_transaction_duration_seconds", "How long store transactions took; callbacks wait for theirs.", nil, nil)
 )
 
 func (c *outbox) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descAccepted, descDelivered, descFailed, descRetried, descOutOfWindow,
-		descQuotaPauses, descPending, descInFlight, descHealthy, descCommits, descCommitOps, descCommitFail, descCommitTime} {
+		descQuotaPauses, descPending, descInFlight, descHealthy, descCommits, descCommitOps, descCommitFail, descCommitTime, descCommitHist} {
 		ch <- d
 	}
 }
@@ -80,6 +81,14 @@ func (c *outbox) Collect(ch chan<- prometheus.Metric) {
 	counter(descCommitOps, float64(ss.Ops))
 	counter(descCommitFail, float64(ss.CommitFailed))
 	counter(descCommitTime, ss.CommitSeconds)
+	buckets := make(map[float64]uint64, len(store.CommitBounds))
+	var n uint64
+	for i, b := range store.CommitBounds {
+		n += uint64(ss.CommitBuckets[i])
+		buckets[b.Seconds()] = n
+	}
+	n += uint64(ss.CommitBuckets[len(store.CommitBounds)])
+	ch <- prometheus.MustNewConstHistogram(descCommitHist, n, ss.CommitSeconds, buckets)
 }
 
 // rulesCollector exposes how many rules are in force, so a reload that

@@ -9,7 +9,7 @@ import (
 // deleted.
 func (s *SQLite) CountRows(ctx context.Context, table string) (int, error) {
 	var n int
-	err := s.do(ctx, false, func(tx *txn) error {
+	err := s.do(ctx, "test", false, func(tx *txn) error {
 		_, err := tx.row(fmt.Sprintf("SELECT COUNT(*) FROM %q", table), nil, &n)
 		return err
 	})

@@ -77,7 +77,7 @@ func fromMS(v int64) time.Time {
 // Accept records b in one transaction.
 func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 	var res Accepted
-	err := s.do(ctx, true, func(tx *txn) error {
+	err := s.do(ctx, "Accept", true, func(tx *txn) error {
 		res = Accepted{}
 		now := ms(b.Now)
 		if b.IdemKey != "" {
@@ -138,7 +138,10 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 		tx.grew = true
 		return nil
 	})
-	return res, err
+	if err != nil {
+		return Accepted{}, err
+	}
+	return res, nil
 }
 
 // joinIDs keeps an idempotency key's IDs as a JSON array: push clients
@@ -191,7 +194,7 @@ const touchGrain = time.Minute
 func (s *SQLite) Claim(ctx context.Context, now time.Time, max int, lease time.Duration) ([]Claim, time.Time, error) {
 	var claims []Claim
 	var next time.Time
-	err := s.do(ctx, true, func(tx *txn) error {
+	err := s.do(ctx, "Claim", true, func(tx *txn) error {
 		claims, next = claims[:0], time.Time{}
 		n := ms(now)
 		var paused int64
@@ -260,7 +263,10 @@ func (s *SQLite) Claim(ctx context.Context, now time.Time, max int, lease time.D
 		}
 		return nil
 	})
-	return claims, next, err
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return claims, next, nil
 }
 
 func window(tx *txn, openid string) (Window, error) {
@@ -304,7 +310,7 @@ func advance(tx *txn, openid string) error {
 // Complete ends a claimed item.
 func (s *SQLite) Complete(ctx context.Context, c Claim, f Final) (Status, error) {
 	var st Status
-	err := s.do(ctx, true, func(tx *txn) error {
+	err := s.do(ctx, "Complete", true, func(tx *txn) error {
 		state := 1
 		if !f.Delivered {
 			state = 2
@@ -355,12 +361,15 @@ func (s *SQLite) Complete(ctx context.Context, c Claim, f Final) (Status, error)
 			MsgType: it.MsgType, LastError: f.LastError, Created: it.Created, Updated: fromMS(now)}
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return Status{}, err
+	}
+	return st, nil
 }
 
 // Retry parks a claimed item until r.At.
 func (s *SQLite) Retry(ctx context.Context, c Claim, r Retry) error {
-	return s.do(ctx, true, func(tx *txn) error {
+	return s.do(ctx, "Retry", true, func(tx *txn) error {
 		if err := holds(tx, c); err != nil {
 			return err
 		}
@@ -374,7 +383,7 @@ func (s *SQLite) Retry(ctx context.Context, c Claim, r Retry) error {
 
 // Release gives a claimed item back, due at now.
 func (s *SQLite) Release(ctx context.Context, c Claim, now time.Time) error {
-	return s.do(ctx, true, func(tx *txn) error {
+	return s.do(ctx, "Release", true, func(tx *txn) error {
 		if err := holds(tx, c); err != nil {
 			return err
 		}
@@ -407,30 +416,36 @@ func statusOf(tx *txn, col string, v any) (Status, bool, error) {
 func (s *SQLite) Status(ctx context.Context, id string) (Status, bool, error) {
 	var st Status
 	var ok bool
-	err := s.do(ctx, false, func(tx *txn) error {
+	err := s.do(ctx, "Status", false, func(tx *txn) error {
 		var err error
 		st, ok, err = statusOf(tx, "id", id)
 		return err
 	})
-	return st, ok, err
+	if err != nil {
+		return Status{}, false, err
+	}
+	return st, ok, nil
 }
 
 // Window reports on openid's window.
 func (s *SQLite) Window(ctx context.Context, openid string) (Window, error) {
 	var w Window
-	err := s.do(ctx, false, func(tx *txn) error {
+	err := s.do(ctx, "Window", false, func(tx *txn) error {
 		var err error
 		w, err = window(tx, openid)
 		return err
 	})
-	return w, err
+	if err != nil {
+		return Window{}, err
+	}
+	return w, nil
 }
 
 // CloseWindow records a 45015 answered to a call made at asked. closed_at
 // keeps the latest such call: only an interaction later than it reopens
 // the window (and it dates the row for pruning).
 func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, _ time.Time) error {
-	return s.do(ctx, true, func(tx *txn) error {
+	return s.do(ctx, "CloseWindow", true, func(tx *txn) error {
 		return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
 			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = max(windows.closed_at, excluded.closed_at)
 			WHERE windows.last <= excluded.closed_at`,
@@ -440,7 +455,7 @@ func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, _ time.T
 
 // Pause stops claims until until.
 func (s *SQLite) Pause(ctx context.Context, until time.Time) error {
-	return s.do(ctx, true, func(tx *txn) error {
+	return s.do(ctx, "Pause", true, func(tx *txn) error {
 		return tx.exec(`INSERT INTO meta(key, value) VALUES('paused_until', ?)
 			ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value`, ms(until))
 	})
@@ -450,7 +465,7 @@ func (s *SQLite) Pause(ctx context.Context, until time.Time) error {
 func (s *SQLite) TemplateFinished(ctx context.Context, msgid int64, status string, now time.Time) (Status, bool, error) {
 	var st Status
 	var ok bool
-	err := s.do(ctx, true, func(tx *txn) error {
+	err := s.do(ctx, "TemplateFinished", true, func(tx *txn) error {
 		st, ok = Status{}, false
 		n, err := tx.execN("UPDATE items SET template_status = ?, updated = ? WHERE msgid = ?", status, ms(now), msgid)
 		if err != nil {
@@ -462,17 +477,23 @@ func (s *SQLite) TemplateFinished(ctx context.Context, msgid int64, status strin
 		st, ok, err = statusOf(tx, "msgid", msgid)
 		return err
 	})
-	return st, ok, err
+	if err != nil {
+		return Status{}, false, err
+	}
+	return st, ok, nil
 }
 
 // Pending counts the waiting items.
 func (s *SQLite) Pending(ctx context.Context) (int, error) {
 	var n int
-	err := s.do(ctx, false, func(tx *txn) error {
+	err := s.do(ctx, "Pending", false, func(tx *txn) error {
 		_, err := tx.row("SELECT COUNT(*) FROM items WHERE state = 0", nil, &n)
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // prune deletes, a chunk at a time, ended items past their retention and

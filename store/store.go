@@ -226,4 +226,16 @@ type Stats struct {
 	CommitFailed  int64         // transactions that failed
 	CommitSeconds float64       // time spent committing, in all
 	LastCommit    time.Duration // how long the last one took
+
+	// CommitBuckets counts the transactions by how long they took: entry
+	// i those that took at most CommitBounds[i], the last one the rest.
+	CommitBuckets [len(CommitBounds) + 1]int64
+}
+
+// CommitBounds are the upper bounds of Stats.CommitBuckets.
+var CommitBounds = [...]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
+	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
+	500 * time.Millisecond, time.Second,
 }
