@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -199,8 +201,20 @@ func TestWorkersBoundSendsNotTheQueue(t *testing.T) {
 	passed := make(chan struct{}, users*perUser) // and the call says it left the count
 	var mu sync.Mutex
 	inFlight, maxInFlight := 0, 0
+	left := map[string]int{} // per user: items not yet through
+	for u := 0; u < users; u++ {
+		left[fmt.Sprintf("oW%d", u)] = perUser
+	}
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == wechat.PathCustomSend {
+			// Read the body first: only then does the server notice a
+			// client that goes away (and the test's Close not hang).
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var m struct {
+				ToUser string `json:"touser"`
+			}
+			_ = json.Unmarshal(body, &m)
 			mu.Lock()
 			inFlight++
 			maxInFlight = max(maxInFlight, inFlight)
@@ -211,6 +225,9 @@ func TestWorkersBoundSendsNotTheQueue(t *testing.T) {
 			}
 			mu.Lock()
 			inFlight--
+			if r.Context().Err() == nil {
+				left[m.ToUser]--
+			}
 			mu.Unlock()
 			if r.Context().Err() != nil {
 				return
@@ -232,13 +249,24 @@ func TestWorkersBoundSendsNotTheQueue(t *testing.T) {
 			}
 		}
 	}
-	busy := func() int { mu.Lock(); defer mu.Unlock(); return inFlight }
+	busy := func() (n, usersLeft int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range left {
+			if l > 0 {
+				usersLeft++
+			}
+		}
+		return inFlight, usersLeft
+	}
 	// Let the calls through one at a time: each time, as many as
-	// -workers are at WeChat, and never more.
+	// -workers are at WeChat (or as many users as have messages left,
+	// one call each: a user's messages go one at a time), and never more.
 	for sent := 0; sent < users*perUser; sent++ {
-		want := min(workers, users*perUser-sent)
+		_, usersLeft := busy()
+		want := min(workers, usersLeft)
 		deadline := time.Now().Add(10 * time.Second)
-		for n := busy(); n != want; n = busy() {
+		for n, _ := busy(); n != want; n, _ = busy() {
 			if n > want || time.Now().After(deadline) {
 				t.Fatalf("%d calls at WeChat after %d went through, want %d", n, sent, want)
 			}
