@@ -79,10 +79,6 @@ func textTo(openid, content string) *wechat.CustomMessage {
 	return &wechat.CustomMessage{ToUser: openid, MsgType: wechat.MsgTypeText, Text: &wechat.Text{Content: content}}
 }
 
-func textOut(openid, content string) wechat.Outgoing {
-	return wechat.Outgoing{Rule: "test-rule", InMsgID: "in-" + content, Custom: textTo(openid, content)}
-}
-
 // texts returns the contents of the accepted text messages to openid.
 func texts(srv *wechattest.Server, openid string) []string {
 	var out []string
