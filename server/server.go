@@ -104,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 		AppSecret:      cfg.AppSecret,
 		UseLegacyToken: cfg.LegacyToken,
 		MaxConns:       cfg.InFlight,
+		MediaStore:     mediaStore{st: st, now: cfg.Now},
 		Logger:         log,
 	})
 	do := delivery.Options{

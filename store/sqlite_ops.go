@@ -63,6 +63,7 @@ var schema = []string{
 	`DROP INDEX IF EXISTS windows_last`, // every touch paid for it; windows are pruned by a sweep
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -509,6 +510,7 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		{"DELETE FROM marks WHERE key IN (SELECT key FROM marks WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
+		{"DELETE FROM media WHERE key IN (SELECT key FROM media WHERE expires <= ? LIMIT ?)", n},
 	}
 	for _, st := range steps {
 		n, err := tx.execN(st.q, st.arg, pruneRows)
@@ -543,4 +545,40 @@ func (s *SQLite) sweepWindows(tx *txn, before int64) error {
 		s.windowCursor = "" // the end: start over next round
 	}
 	return nil
+}
+
+// Media returns an upload recorded for key, unexpired at now.
+func (s *SQLite) Media(ctx context.Context, key string, now time.Time) (Media, bool, error) {
+	var m Media
+	var ok bool
+	err := s.do(ctx, "Media", false, func(tx *txn) error {
+		var mod, expires int64
+		found, err := tx.row("SELECT id, size, mod_ns, expires FROM media WHERE key = ? AND expires > ?",
+			[]any{key, ms(now)}, &m.ID, &m.Size, &mod, &expires)
+		if err != nil || !found {
+			m, ok = Media{}, false
+			return err
+		}
+		m.ModTime, m.Expires, ok = time.Unix(0, mod), fromMS(expires), true
+		return nil
+	})
+	if err != nil {
+		return Media{}, false, err
+	}
+	return m, ok, nil
+}
+
+// PutMedia records an upload under key.
+func (s *SQLite) PutMedia(ctx context.Context, key string, m Media) error {
+	return s.do(ctx, "PutMedia", true, func(tx *txn) error {
+		return tx.exec("INSERT OR REPLACE INTO media(key, id, size, mod_ns, expires) VALUES(?, ?, ?, ?, ?)",
+			key, m.ID, m.Size, m.ModTime.UnixNano(), ms(m.Expires))
+	})
+}
+
+// DeleteMedia forgets the upload under key.
+func (s *SQLite) DeleteMedia(ctx context.Context, key string) error {
+	return s.do(ctx, "DeleteMedia", true, func(tx *txn) error {
+		return tx.exec("DELETE FROM media WHERE key = ?", key)
+	})
 }

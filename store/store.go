@@ -91,6 +91,15 @@ type Store interface {
 	// Pending counts the items accepted and not yet ended.
 	Pending(ctx context.Context) (int, error)
 
+	// Media returns the media_id uploaded for key (a file, by the
+	// client's own naming) while it has not expired at now.
+	Media(ctx context.Context, key string, now time.Time) (Media, bool, error)
+
+	// PutMedia records an upload; DeleteMedia forgets one (WeChat
+	// refused its media_id).
+	PutMedia(ctx context.Context, key string, m Media) error
+	DeleteMedia(ctx context.Context, key string) error
+
 	// Healthy is nil while the store can be written, else why not.
 	Healthy() error
 
@@ -217,6 +226,15 @@ type Status struct {
 	Created        time.Time
 	Updated        time.Time
 	NextAt         time.Time // while queued: when it is next tried
+}
+
+// Media is an uploaded file's media_id, with what the file was when it
+// was uploaded, so that a file changed since is uploaded again.
+type Media struct {
+	ID      string
+	Size    int64
+	ModTime time.Time // to the nanosecond, as the file system gives it
+	Expires time.Time // WeChat keeps temporary media three days
 }
 
 // Stats are a store's own figures since it was opened.

@@ -55,6 +55,10 @@ type ClientOptions struct {
 	// keep-alive pool sized for a Sender's workers and no redirects.
 	HTTPClient *http.Client
 
+	// MediaStore, when set, keeps the media_ids of uploaded files beyond
+	// this Client, so that a restart does not upload every file again.
+	MediaStore MediaStore
+
 	// MaxConns is how many calls may be under way at once: the
 	// keep-alive pool keeps that many connections, so that a busy outbox
 	// does not redial. Default 128.
@@ -87,6 +91,7 @@ type Client struct {
 
 	tokens *tokenCache
 	media  *cache.Cache // mediaKey → mediaEntry
+	kept   MediaStore   // nil: uploads are remembered in memory only
 	flight singleflight.Group
 
 	// life ends with Close. Token fetches and uploads shared by several
@@ -110,6 +115,7 @@ func NewClient(o ClientOptions) *Client {
 		// No janitor goroutine: expired entries are skipped on read and
 		// an entry is replaced on the next upload of the same file.
 		media: cache.New(cache.NoExpiration, 0),
+		kept:  o.MediaStore,
 	}
 	if c.base == "" {
 		c.base = DefaultAPIBase

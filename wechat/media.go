@@ -60,6 +60,23 @@ type mediaEntry struct {
 	mod  time.Time
 }
 
+// MediaStore keeps uploads beyond a Client: the server's store is one.
+// Keys are the Client's own (the media type and the file's path). A
+// MediaStore that fails costs an upload, never a message.
+type MediaStore interface {
+	GetMedia(ctx context.Context, key string) (MediaUpload, bool, error)
+	PutMedia(ctx context.Context, key string, u MediaUpload) error
+	DeleteMedia(ctx context.Context, key string) error
+}
+
+// MediaUpload is what a MediaStore keeps of one upload.
+type MediaUpload struct {
+	MediaID string
+	Size    int64
+	ModTime time.Time
+	Expires time.Time // when the Client stops using it, before WeChat's three days end
+}
+
 func mediaKey(mediaType, path string) string { return mediaType + "\x00" + path }
 
 // UploadMedia uploads the file at path as temporary media of mediaType
@@ -88,6 +105,9 @@ func (c *Client) UploadMedia(ctx context.Context, mediaType, path string) (strin
 		if id, ok := c.cachedMedia(key, fi); ok {
 			return id, nil
 		}
+		if id, ok := c.keptMedia(ctx, key, fi); ok {
+			return id, nil
+		}
 		uctx, cancel := c.shared(ctx, c.uploadTimeout)
 		defer cancel()
 		return c.upload(uctx, mediaType, path)
@@ -98,7 +118,37 @@ func (c *Client) UploadMedia(ctx context.Context, mediaType, path string) (strin
 // EvictMedia forgets the cached media_id of a file, after WeChat answered
 // 40007 for it: the next UploadMedia uploads it again.
 func (c *Client) EvictMedia(mediaType, path string) {
-	c.media.Delete(mediaKey(mediaType, path))
+	key := mediaKey(mediaType, path)
+	c.media.Delete(key)
+	if c.kept != nil {
+		ctx, cancel := context.WithTimeout(c.life, 5*time.Second)
+		defer cancel()
+		if err := c.kept.DeleteMedia(ctx, key); err != nil {
+			c.log.Warn("media_id not forgotten in the store; it may be tried once more", "file", path, "error", err.Error())
+		}
+	}
+}
+
+// keptMedia is an upload the MediaStore has of the unchanged file, which
+// it then caches in memory too.
+func (c *Client) keptMedia(ctx context.Context, key string, fi os.FileInfo) (string, bool) {
+	if c.kept == nil {
+		return "", false
+	}
+	u, ok, err := c.kept.GetMedia(ctx, key)
+	switch {
+	case err != nil:
+		c.log.Debug("media store not read; uploading", "error", err.Error())
+		return "", false
+	case !ok || u.Size != fi.Size() || !u.ModTime.Equal(fi.ModTime()):
+		return "", false
+	}
+	ttl := time.Until(u.Expires)
+	if ttl <= 0 {
+		return "", false
+	}
+	c.media.Set(key, mediaEntry{id: u.MediaID, size: u.Size, mod: u.ModTime}, ttl)
+	return u.MediaID, true
 }
 
 func (c *Client) isCached(key string, fi os.FileInfo) bool {
@@ -164,8 +214,16 @@ func (c *Client) upload(ctx context.Context, mediaType, path string) (string, er
 	if ans.CreatedAt > 0 {
 		created = time.Unix(int64(ans.CreatedAt), 0)
 	}
-	if ttl := time.Until(created.Add(mediaLife - mediaMargin)); ttl > 0 {
-		c.media.Set(mediaKey(mediaType, path), mediaEntry{id: id, size: fi.Size(), mod: fi.ModTime()}, ttl)
+	expires := created.Add(mediaLife - mediaMargin)
+	if ttl := time.Until(expires); ttl > 0 {
+		key := mediaKey(mediaType, path)
+		c.media.Set(key, mediaEntry{id: id, size: fi.Size(), mod: fi.ModTime()}, ttl)
+		if c.kept != nil {
+			u := MediaUpload{MediaID: id, Size: fi.Size(), ModTime: fi.ModTime(), Expires: expires}
+			if err := c.kept.PutMedia(ctx, key, u); err != nil {
+				c.log.Warn("media_id not kept in the store; a restart uploads the file again", "file", path, "error", err.Error())
+			}
+		}
 	}
 	c.log.Info("media uploaded", "media_type", mediaType, "file", path, "bytes", fi.Size())
 	return id, nil

@@ -244,3 +244,48 @@ func testClosed(f *fx) {
 		f.t.Errorf("Status after Close: %v, want ErrClosed", err)
 	}
 }
+
+// testMedia: an upload is found until it expires, with the file's size
+// and modification time to the nanosecond; a new one replaces it; a
+// deleted one is gone.
+func testMedia(f *fx) {
+	get := func(key string, now time.Time) (store.Media, bool) {
+		f.t.Helper()
+		m, ok, err := f.s.Media(f.ctx, key, now)
+		if err != nil {
+			f.t.Fatalf("Media: %v", err)
+		}
+		return m, ok
+	}
+	if _, ok := get("image\x00a.jpg", base); ok {
+		f.t.Fatal("an upload never recorded was found")
+	}
+	mod := time.Date(2025, 2, 1, 10, 0, 0, 123456789, time.UTC)
+	m := store.Media{ID: "MEDIA_1", Size: 4321, ModTime: mod, Expires: at(72 * time.Hour)}
+	if err := f.s.PutMedia(f.ctx, "image\x00a.jpg", m); err != nil {
+		f.t.Fatal(err)
+	}
+	got, ok := get("image\x00a.jpg", at(time.Hour))
+	if !ok || got.ID != "MEDIA_1" || got.Size != 4321 || !got.ModTime.Equal(mod) || !got.Expires.Equal(m.Expires) {
+		f.t.Fatalf("Media = %+v, %v; want %+v", got, ok, m)
+	}
+	if _, ok := get("thumb\x00a.jpg", at(time.Hour)); ok {
+		f.t.Fatal("another key's upload was found")
+	}
+	if _, ok := get("image\x00a.jpg", at(72*time.Hour)); ok {
+		f.t.Fatal("an expired upload was found")
+	}
+	m.ID = "MEDIA_2"
+	if err := f.s.PutMedia(f.ctx, "image\x00a.jpg", m); err != nil {
+		f.t.Fatal(err)
+	}
+	if got, _ := get("image\x00a.jpg", base); got.ID != "MEDIA_2" {
+		f.t.Fatalf("after a second upload Media = %+v, want MEDIA_2", got)
+	}
+	if err := f.s.DeleteMedia(f.ctx, "image\x00a.jpg"); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, ok := get("image\x00a.jpg", base); ok {
+		f.t.Fatal("a deleted upload was found")
+	}
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Templates", testTemplates},
 		{"TemplateEarly", testTemplateEarly},
 		{"Pending", testPending},
+		{"Media", testMedia},
 		{"Closed", testClosed},
 		{"Concurrent", testConcurrent},
 	}
