@@ -117,13 +117,12 @@ type Result struct {
 
 // Engine accepts messages into the store and delivers them.
 type Engine struct {
-	o     Options
-	st    store.Store
-	api   *wechat.Client
-	log   *slog.Logger
-	now   func() time.Time
-	n     counters
-	owner string // this engine's name in log lines about leases
+	o   Options
+	st  store.Store
+	api *wechat.Client
+	log *slog.Logger
+	now func() time.Time
+	n   counters
 
 	wake    chan struct{} // something was accepted or a slot freed
 	stop    chan struct{} // closed by Shutdown: claim nothing more
@@ -180,10 +179,9 @@ func New(o Options) *Engine {
 	}
 	e := &Engine{
 		o: o, st: o.Store, api: o.Client, log: o.Logger, now: o.Now,
-		owner: newID()[:8],
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
 	e.callCtx, e.cancelCall = context.WithCancel(context.Background())
 	return e
