@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 )
@@ -29,7 +28,7 @@ func Open(spec string, o Options) (Store, error) {
 	case spec == Memory:
 		return OpenSQLite(SQLiteOptions{Logger: o.Logger})
 	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
-		return nil, fmt.Errorf("WXREPLY_STORE: the Redis store is not built into this version; use a directory or %s", Memory)
+		return OpenRedis(RedisOptions{URL: spec, Logger: o.Logger})
 	}
 	return OpenSQLite(SQLiteOptions{Dir: spec, Logger: o.Logger})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 )
@@ -390,6 +391,32 @@ func (s *SQLite) Release(ctx context.Context, c Claim, now time.Time) error {
 		}
 		return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(now), c.Item.OpenID)
 	})
+}
+
+// Extend renews the leases of the claims still held.
+func (s *SQLite) Extend(ctx context.Context, claims []Claim, until time.Time) ([]string, error) {
+	var lost []string
+	err := s.do(ctx, "Extend", true, func(tx *txn) error {
+		lost = lost[:0]
+		for _, c := range claims {
+			err := holds(tx, c)
+			if errors.Is(err, ErrLeaseLost) {
+				lost = append(lost, c.Item.ID)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(until), c.Item.OpenID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
 }
 
 const statusColumns = `id, state, reason, errcode, attempts, openid, rule, in_msg_id, msgtype, COALESCE(msgid, 0),

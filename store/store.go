@@ -65,6 +65,13 @@ type Store interface {
 	// shutdown, or a pause that started after the claim.
 	Release(ctx context.Context, c Claim, now time.Time) error
 
+	// Extend renews the leases of claims still held, to until: a send
+	// that takes longer than a lease (an upload, a slow WeChat) keeps its
+	// lane, while the lanes of an instance that died are taken over one
+	// lease after its last renewal. It returns the IDs of the claims'
+	// items whose lease was lost; those were not extended.
+	Extend(ctx context.Context, claims []Claim, until time.Time) (lost []string, err error)
+
 	// Status reports on an item by ID while it is waiting and for the
 	// retention period after it ended.
 	Status(ctx context.Context, id string) (Status, bool, error)

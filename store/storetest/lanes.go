@@ -247,3 +247,41 @@ func testPause(f *fx) {
 	sameTime(f.t, "next in the second pause", f.claimNone(until), later)
 	f.claimOne(later, "b")
 }
+
+// testExtend: a renewed lease keeps the lane past its first end; a stale
+// claim is reported lost and extends nothing.
+func testExtend(f *fx) {
+	f.accept(base, item("a", "u1"))
+	f.accept(base, item("x", "u2"))
+	var a, x store.Claim
+	for _, c := range f.claimAll(base) {
+		if c.Item.ID == "a" {
+			a = c
+		} else {
+			x = c
+		}
+	}
+	until := at(3 * lease)
+	lost, err := f.s.Extend(f.ctx, []store.Claim{a, x}, until)
+	if err != nil || len(lost) != 0 {
+		f.t.Fatalf("Extend = %v, %v; want nothing lost", lost, err)
+	}
+	// Past the first lease, the lanes are still held.
+	f.claimNone(at(lease + time.Millisecond))
+	f.complete(x, at(lease+time.Millisecond))
+
+	// a's lease runs out at until and is claimed again: a is stale now.
+	again := f.claimOne(until, "a")
+	lost, err = f.s.Extend(f.ctx, []store.Claim{a, again}, at(10*lease))
+	if err != nil || !slices.Equal(lost, []string{"a"}) {
+		f.t.Fatalf("Extend with a stale claim = %v, %v; want [a] lost", lost, err)
+	}
+	// The fresh claim was extended, the stale one did nothing to it.
+	f.claimNone(at(5 * lease))
+	f.staleCallsFail(a, at(5*lease))
+	f.complete(again, at(5*lease))
+	if lost, err := f.s.Extend(f.ctx, []store.Claim{again}, at(20*lease)); err != nil || !slices.Equal(lost, []string{"a"}) {
+		f.t.Fatalf("Extend of a completed claim = %v, %v; want [a] lost", lost, err)
+	}
+	f.claimNone(at(6 * lease))
+}

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StaleClaimAfterLaneEmptied", testStaleClaimAfterLaneEmptied},
 		{"Retry", testRetry},
 		{"Release", testRelease},
+		{"Extend", testExtend},
 		{"Pause", testPause},
 		{"Dedupe", testDedupe},
 		{"DedupeAnswerOnly", testDedupeAnswerOnly},
