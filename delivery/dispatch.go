@@ -19,6 +19,7 @@ func (e *Engine) Start() {
 		return
 	}
 	go e.dispatch()
+	go e.renew(e.renewd)
 }
 
 // Shutdown stops claiming, lets the sends under way finish and returns
@@ -39,6 +40,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 			<-e.done
 		}
 		e.sends.Wait()
+		e.stopRenew.Do(func() { close(e.renewd) })
 		close(finished)
 	}()
 	select {

@@ -35,7 +35,7 @@ var (
 // Defaults of Options.
 const (
 	DefaultInFlight    = 128
-	DefaultLease       = 5 * time.Minute
+	DefaultLease       = 30 * time.Second
 	DefaultMaxAge      = 6 * time.Hour
 	DefaultBaseBackoff = time.Second
 	DefaultMaxBackoff  = time.Minute
@@ -56,9 +56,10 @@ type Options struct {
 	// second.
 	InFlight int
 
-	// Lease is how long a claimed lane is held before another claim
-	// (another instance, or this one after a crash) may take it: longer
-	// than the worst try (two uploads of a minute, two calls, a token).
+	// Lease is how long a claimed lane is held without renewal before
+	// another claim (another instance, or this one after a crash) may
+	// take it. The engine renews the leases of its sends every third of
+	// one, so a lease needs to outlast a few store round trips, not a try.
 	Lease time.Duration
 
 	// MaxAge ends retrying: no retry is scheduled past an item's
@@ -136,7 +137,10 @@ type Engine struct {
 	callCtx    context.Context
 	cancelCall context.CancelFunc
 
-	busy atomic.Int64
+	busy      atomic.Int64
+	flying    flight        // the sends under way, whose leases renew extends
+	renewd    chan struct{} // closed by Shutdown once the sends ended: renew stops
+	stopRenew sync.Once
 }
 
 // New returns an Engine; it sends nothing until Start.
@@ -179,9 +183,10 @@ func New(o Options) *Engine {
 	}
 	e := &Engine{
 		o: o, st: o.Store, api: o.Client, log: o.Logger, now: o.Now,
-		wake: make(chan struct{}, 1),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		wake:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		renewd: make(chan struct{}),
 	}
 	e.callCtx, e.cancelCall = context.WithCancel(context.Background())
 	return e

@@ -28,6 +28,7 @@ type try struct {
 	msgID    int64
 	typing   bool
 	start    time.Time
+	held     held // when its lease last began (renew)
 }
 
 // send makes one try at a claimed item and records what came of it: an
@@ -37,6 +38,9 @@ func (e *Engine) send(c store.Claim) {
 	t := &try{c: c, openid: c.Item.OpenID, msgtype: c.Item.MsgType, attempts: c.Item.Attempts, start: e.now(),
 		// an earlier try showed it (never for a template message)
 		typing: e.o.Typing && c.Item.MsgType != MsgTypeTemplate && c.Item.Attempts > 0}
+	t.held.set(t.start)
+	e.flying.add(t)
+	defer e.flying.remove(t)
 	out, err := decodePayload(c.Item.Payload)
 	if err != nil {
 		e.fail(t, ReasonUndecodable, 0, err)
@@ -181,7 +185,7 @@ func (e *Engine) result(t *try, delivered bool, reason string, code int, err err
 // the lease ends, and may be sent twice), or the store is closed. It
 // reports whether the write went in.
 func (e *Engine) record(t *try, what string, write func(ctx context.Context) error) bool {
-	deadline := t.start.Add(e.o.Lease * 3 / 4)
+	deadline := t.held.get().Add(e.o.Lease * 3 / 4)
 	wait := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
