@@ -59,6 +59,13 @@ type ClientOptions struct {
 	// this Client, so that a restart does not upload every file again.
 	MediaStore MediaStore
 
+	// TokenStore, when set, shares one access token among every process
+	// of the account: a process without a token reads the one kept
+	// there, and only the process holding its fetch lock asks WeChat.
+	// Errors of the TokenStore are returned by Token, never answered by
+	// a private fetch. Nil means each Client fetches its own.
+	TokenStore TokenStore
+
 	// MaxConns is how many calls may be under way at once: the
 	// keep-alive pool keeps that many connections, so that a busy outbox
 	// does not redial. Default 128.
@@ -94,6 +101,8 @@ type Client struct {
 	kept   MediaStore   // nil: uploads are remembered in memory only
 	flight singleflight.Group
 
+	tokenStore TokenStore // nil: the token is this Client's alone
+
 	// life ends with Close. Token fetches and uploads shared by several
 	// callers outlive any one caller's context, but not this.
 	life  context.Context
@@ -112,6 +121,7 @@ func NewClient(o ClientOptions) *Client {
 		uploadTimeout: o.UploadTimeout,
 		log:           o.Logger,
 		tokens:        newTokenCache(),
+		tokenStore:    o.TokenStore,
 		// No janitor goroutine: expired entries are skipped on read and
 		// an entry is replaced on the next upload of the same file.
 		media: cache.New(cache.NoExpiration, 0),
@@ -253,8 +263,9 @@ func (c *Client) postJSON(ctx context.Context, api string, v, out any) error {
 }
 
 // callWithToken makes one authenticated call. An answer that the token is
-// invalid, expired or missing drops that token, fetches a new one and
-// repeats the call once: a second token error is returned as it is.
+// invalid, expired or missing drops that token (here and in the
+// TokenStore), fetches a new one and repeats the call once: a second
+// token error is returned as it is.
 func (c *Client) callWithToken(ctx context.Context, api string, query url.Values, contentType string, body []byte, timeout time.Duration, out any) error {
 	for attempt := 0; ; attempt++ {
 		tok, err := c.Token(ctx)
@@ -271,7 +282,9 @@ func (c *Client) callWithToken(ctx context.Context, api string, query url.Values
 		isAPI := errors.As(err, &ae)
 		if attempt == 0 && isAPI && IsTokenError(ae.Code) {
 			c.log.Warn("wechat rejected the access token; fetching a new one", "api", api, "errcode", ae.Code)
-			c.tokens.invalidate(tok)
+			if err := c.dropToken(ctx, tok); err != nil {
+				return err
+			}
 			continue
 		}
 		if isAPI {
