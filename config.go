@@ -27,6 +27,7 @@ type config struct {
 	maxRetryAge     time.Duration
 	workers         int
 	queueSize       int
+	lease           time.Duration
 	typing          bool
 	legacyToken     bool
 	logLevel        string
@@ -53,6 +54,7 @@ func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Wr
 	fs.StringVar(&c.store, "store", envOr(getenv, "WXREPLY_STORE", "data"), "where state is kept: a directory, memory, or redis://host:port/db (WXREPLY_STORE)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.envDuration(getenv, "shutdown-timeout", "WXREPLY_SHUTDOWN_TIMEOUT", 25*time.Second), "how long SIGTERM waits for requests and calls under way; the rest stays in the store (WXREPLY_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.maxRetryAge, "max-retry-age", c.envDuration(getenv, "max-retry-age", "WXREPLY_MAX_RETRY_AGE", 6*time.Hour), "how long after acceptance a message is still retried (WXREPLY_MAX_RETRY_AGE)")
+	fs.DurationVar(&c.lease, "lease", c.envDuration(getenv, "lease", "WXREPLY_LEASE", 30*time.Second), "how long a message being sent stays an instance's without renewal; another instance on the store takes over a dead one's after it (WXREPLY_LEASE)")
 	fs.IntVar(&c.workers, "workers", c.envInt(getenv, "workers", "WXREPLY_WORKERS", 128), "send calls under way at once, over all users (WXREPLY_WORKERS)")
 	fs.IntVar(&c.queueSize, "queue-size", c.envInt(getenv, "queue-size", "WXREPLY_QUEUE_SIZE", 0), "ignored: the outbox is bounded by the store, not by memory (WXREPLY_QUEUE_SIZE)")
 	fs.BoolVar(&c.typing, "typing", c.envBool(getenv, "typing", "WXREPLY_TYPING"), "send the typing indicator before replies that wait (WXREPLY_TYPING)")
@@ -132,7 +134,7 @@ func (c *config) envErr(flagName string, err error) {
 func (c *config) validate() error {
 	// Map order is random: report the environment problems in flag order.
 	// queue-size is ignored, so a bad value of it is no reason to stop.
-	for _, name := range []string{"shutdown-timeout", "max-retry-age", "workers", "typing", "legacy-token"} {
+	for _, name := range []string{"shutdown-timeout", "max-retry-age", "lease", "workers", "typing", "legacy-token"} {
 		if err := c.envErrs[name]; err != nil {
 			return err
 		}
@@ -165,6 +167,9 @@ func (c *config) validate() error {
 	}
 	if c.maxRetryAge <= 0 {
 		return errors.New("WXREPLY_MAX_RETRY_AGE (or -max-retry-age) must be positive")
+	}
+	if c.lease < time.Second {
+		return fmt.Errorf("WXREPLY_LEASE (or -lease) must be at least 1s, got %s", c.lease)
 	}
 	if c.store == "" {
 		return errors.New("WXREPLY_STORE (or -store) must name a directory, memory, or a redis:// URL")
@@ -212,7 +217,7 @@ func (c *config) server(log *slog.Logger) server.Config {
 		Token:     c.token, AppID: c.appID, AppSecret: c.appSecret, AESKey: c.aesKey,
 		APIBase: c.apiBase, RulesPath: c.rulesPath, APIKey: c.apiKey, Store: c.store,
 		ShutdownTimeout: c.shutdownTimeout, InFlight: c.workers, MaxRetryAge: c.maxRetryAge,
-		Typing: c.typing, LegacyToken: c.legacyToken,
+		Lease: c.lease, Typing: c.typing, LegacyToken: c.legacyToken,
 		Logger: log,
 	}
 }

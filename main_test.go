@@ -108,8 +108,11 @@ func TestServeConfigErrors(t *testing.T) {
 			"store directory " + underFile},
 		{"store flag under a regular file", map[string]string{"WXREPLY_LOG_LEVEL": "error"}, []string{"-store", underFile},
 			"store directory " + underFile},
-		{"redis store", map[string]string{"WXREPLY_STORE": "redis://:s3cret-redis@127.0.0.1:6379/0", "WXREPLY_LOG_LEVEL": "error"}, nil,
-			"WXREPLY_STORE: the Redis store is not built into this version"},
+		{"redis URL not valid", map[string]string{"WXREPLY_STORE": "redis://:s3cret-redis@127.0.0.1:port/0", "WXREPLY_LOG_LEVEL": "error"}, nil,
+			"WXREPLY_STORE: not a valid redis:// URL"},
+		{"redis URL with an unknown option", map[string]string{"WXREPLY_STORE": "redis://:s3cret-redis@127.0.0.1:6379/0?colour=red", "WXREPLY_LOG_LEVEL": "error"}, nil,
+			"unexpected option: colour"},
+		{"lease too short", map[string]string{"WXREPLY_LEASE": "10ms"}, nil, "WXREPLY_LEASE"},
 		{"legacy token not a boolean", map[string]string{"WXREPLY_LEGACY_TOKEN": "on"}, nil, "WXREPLY_LEGACY_TOKEN"},
 		{"API base not a URL", map[string]string{"WECHAT_API_BASE": "api.weixin.qq.com"}, nil, "WECHAT_API_BASE"},
 		{"bad log level", map[string]string{"WXREPLY_LOG_LEVEL": "loud"}, nil, "-log-level"},
@@ -158,7 +161,7 @@ func TestServerConfig(t *testing.T) {
 		"WECHAT_TOKEN": "tok", "WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "sec", "WECHAT_ENCODING_AES_KEY": "k",
 		"WECHAT_API_BASE": "http://api.example", "WXREPLY_RULES": "r.yaml", "WXREPLY_API_KEY": "key",
 		"WXREPLY_STORE": "/var/lib/wxreply", "WXREPLY_SHUTDOWN_TIMEOUT": "7s", "WXREPLY_MAX_RETRY_AGE": "2h",
-		"WXREPLY_WORKERS": "9", "WXREPLY_TYPING": "true", "WXREPLY_LEGACY_TOKEN": "1",
+		"WXREPLY_WORKERS": "9", "WXREPLY_TYPING": "true", "WXREPLY_LEGACY_TOKEN": "1", "WXREPLY_LEASE": "45s",
 	}), io.Discard)
 	if err := c.parse(fs, []string{"-workers", "11"}); err != nil {
 		t.Fatal(err)
@@ -168,7 +171,7 @@ func TestServerConfig(t *testing.T) {
 	want := server.Config{
 		Token: "tok", AppID: "wx1", AppSecret: "sec", AESKey: "k", APIBase: "http://api.example",
 		RulesPath: "r.yaml", APIKey: "key", Store: "/var/lib/wxreply",
-		ShutdownTimeout: 7 * time.Second, InFlight: 11, MaxRetryAge: 2 * time.Hour, Typing: true, LegacyToken: true,
+		ShutdownTimeout: 7 * time.Second, InFlight: 11, MaxRetryAge: 2 * time.Hour, Lease: 45 * time.Second, Typing: true, LegacyToken: true,
 		Logger: log,
 	}
 	if got.Delivery != nil || got.Now != nil {

@@ -37,6 +37,7 @@ type Config struct {
 	ShutdownTimeout time.Duration // default 25s
 	InFlight        int           // send calls under way at once; default delivery.DefaultInFlight
 	MaxRetryAge     time.Duration // default delivery.DefaultMaxAge
+	Lease           time.Duration // default delivery.DefaultLease
 	Typing          bool
 	LegacyToken     bool
 
@@ -98,7 +99,11 @@ func New(cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	// A shared store shares the access token too: one fetch for every
+	// instance.
+	tokens, _ := st.(wechat.TokenStore)
 	client := wechat.NewClient(wechat.ClientOptions{
+		TokenStore:     tokens,
 		BaseURL:        cfg.APIBase,
 		AppID:          cfg.AppID,
 		AppSecret:      cfg.AppSecret,
@@ -112,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 		Client:   client,
 		InFlight: cfg.InFlight,
 		MaxAge:   cfg.MaxRetryAge,
+		Lease:    cfg.Lease,
 		Typing:   cfg.Typing,
 		Logger:   log,
 		Now:      cfg.Now,
