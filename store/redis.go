@@ -387,16 +387,16 @@ func (s *Redis) Claim(ctx context.Context, now time.Time, max int, lease time.Du
 			return err
 		}
 		next = fromMS(toInt(v[0]))
-		const per = 3 + 9 + 2 // openid, token, id, itemFields, window last and closed
+		const per = 14 // see claimScript
 		for i := 1; i+per <= len(v); i += per {
 			f := v[i : i+per]
 			var c Claim
 			it := &c.Item
 			it.OpenID, c.Token, it.ID = toStr(f[0]), toInt(f[1]), toStr(f[2])
 			it.Seq, it.MsgType, it.Rule, it.InMsgID = toInt(f[3]), toStr(f[4]), toStr(f[5]), toStr(f[6])
-			it.Payload = []byte(toStr(f[7]))
-			it.Attempts, it.LastError = int(toInt(f[8])), toStr(f[9])
-			it.Created, it.NextAt = fromMS(toInt(f[10])), fromMS(toInt(f[11]))
+			it.Attempts, it.LastError = int(toInt(f[7])), toStr(f[8])
+			it.Created, it.NextAt = fromMS(toInt(f[9])), fromMS(toInt(f[10]))
+			it.Payload = []byte(toStr(f[11]))
 			if last := toStr(f[12]); last != "" {
 				c.Window = Window{Known: true, Last: fromMS(toInt(f[12])), Closed: toStr(f[13]) == "1"}
 			}

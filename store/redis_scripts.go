@@ -15,6 +15,9 @@ import "github.com/redis/go-redis/v9"
 //	p.."lease"          hash: openid → token of the claim holding the lane
 //	p.."lane:"..openid  list: the user's waiting item IDs, oldest first
 //	p.."item:"..id      hash: one item (expires Retention after it ended)
+//	p.."body:"..id      the item's payload, while it waits: apart from the
+//	                    hash, which a value over 64 bytes would turn from
+//	                    Redis's compact encoding into a hash table
 //	p.."mark:"..key     hash: retry-dedupe mark {exp, answer}
 //	p.."idem:"..key     hash: Idempotency-Key {exp, fp, ids}
 //	p.."win:"..openid   hash: the window {last, closed, closed_at}
@@ -113,8 +116,9 @@ if n > 0 then
 		seq = seq + 1
 		local id, openid = ARGV[b], ARGV[b+1]
 		redis.call('HSET', p..'item:'..id, 'seq', seq, 'openid', openid, 'state', 0,
-			'msgtype', ARGV[b+2], 'rule', ARGV[b+3], 'in', ARGV[b+4], 'payload', ARGV[b+5],
+			'msgtype', ARGV[b+2], 'rule', ARGV[b+3], 'in', ARGV[b+4],
 			'attempts', 0, 'next', now, 'created', now, 'updated', now)
+		redis.call('SET', p..'body:'..id, ARGV[b+5])
 		if redis.call('RPUSH', p..'lane:'..openid, id) == 1 then
 			-- A new lane is due at once; one already there (claimed, or
 			-- parked behind a retry) stays as it is.
@@ -131,12 +135,9 @@ end
 return {'ok'}
 `)
 
-// itemFields are the item hash fields a claim hands out, in claimScript's
-// order.
-var itemFields = []string{"seq", "msgtype", "rule", "in", "payload", "attempts", "last_error", "created", "next"}
-
 // claimScript: ARGV = p, now, max, lease. Answers {next, then per claim:
-// openid, token, id, the itemFields, window last, window closed}; next is
+// openid, token, id, seq, msgtype, rule, in, attempts, last_error,
+// created, next, the payload, window last, window closed}; next is
 // the end of the pause while paused, else the earliest lane still due
 // (0: none).
 var claimScript = redis.NewScript(luaLib + `
@@ -157,8 +158,9 @@ for _, openid in ipairs(due) do
 		out[#out+1] = openid
 		out[#out+1] = token
 		out[#out+1] = id
-		local it = redis.call('HMGET', p..'item:'..id, 'seq', 'msgtype', 'rule', 'in', 'payload', 'attempts', 'last_error', 'created', 'next')
+		local it = redis.call('HMGET', p..'item:'..id, 'seq', 'msgtype', 'rule', 'in', 'attempts', 'last_error', 'created', 'next')
 		for i = 1, #it do out[#out+1] = it[i] or '' end
+		out[#out+1] = redis.call('GET', p..'body:'..id) or ''
 		local w = redis.call('HMGET', p..'win:'..openid, 'last', 'closed')
 		out[#out+1] = w[1] or ''
 		out[#out+1] = w[2] or ''
@@ -190,6 +192,7 @@ if msgid ~= '0' then
 	redis.call('SET', p..'msgid:'..msgid, id, 'PX', keep)
 end
 redis.call('PEXPIRE', ik, keep)
+redis.call('DEL', p..'body:'..id)
 redis.call('LPOP', p..'lane:'..openid)
 redis.call('HDEL', p..'lease', openid)
 redis.call('DECR', p..'pending')
