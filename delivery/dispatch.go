@@ -62,6 +62,7 @@ func (e *Engine) dispatch() {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	backoff := time.Duration(0) // after a store error
+	failing := false            // the last claim failed
 	for {
 		// Take back the slots freed since the last look.
 	drain:
@@ -82,7 +83,14 @@ func (e *Engine) dispatch() {
 					return // closed, or cut off by Shutdown's deadline
 				}
 				backoff = time.Second
-				e.log.Error("outbox: claiming due messages failed; trying again", "error", err)
+				// Once per outage, not once a second for its length.
+				if !failing {
+					e.log.Error("outbox: claiming due messages failed; trying again every second", "error", err)
+				}
+				failing = true
+			} else if failing {
+				failing = false
+				e.log.Info("outbox: claiming due messages works again")
 			}
 			for _, c := range claims {
 				slots--

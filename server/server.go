@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,8 +256,12 @@ func (s *Server) Close() error {
 // storeName is WXREPLY_STORE as a log line may show it: a Redis URL's
 // password never is.
 func storeName(spec string) string {
-	if u, err := urlWithoutPassword(spec); err == nil {
+	u, err := urlWithoutPassword(spec)
+	switch {
+	case err == nil:
 		return u
+	case strings.Contains(spec, "://"):
+		return "(a URL that does not parse)" // it may hold a password
 	}
-	return spec
+	return spec // a directory
 }
