@@ -43,6 +43,11 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
+	// MaxClockSkew is how far a callback's timestamp may be from Now
+	// before it is refused with 403 (WXREPLY_MAX_CLOCK_SKEW); 0 turns the
+	// check off.
+	MaxClockSkew time.Duration
+
 	// Push turns on the push API under /api/v1; nil (or no APIKey) means off.
 	Push *PushConfig
 
