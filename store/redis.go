@@ -332,7 +332,7 @@ func msArg(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 // Accept records b in one script.
 func (s *Redis) Accept(ctx context.Context, b *Batch) (Accepted, error) {
-	args := make([]any, 0, 12+6*len(b.Items))
+	args := make([]any, 0, 15+6*len(b.Items))
 	var idemIDs string
 	if b.IdemKey != "" {
 		ids := make([]string, len(b.Items))
@@ -343,7 +343,8 @@ func (s *Redis) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 	}
 	args = append(args, s.prefix, ms(b.Now), b.Dedupe, msArg(b.DedupeTTL), b.Answer,
 		b.IdemKey, b.IdemFingerprint, msArg(b.IdemTTL), idemIDs,
-		b.Touch, touchGrain.Milliseconds(), msArg(s.o.WindowTTL))
+		b.Touch, touchGrain.Milliseconds(), msArg(s.o.WindowTTL),
+		b.Query, b.QueryBody, msArg(b.QueryTTL))
 	for _, it := range b.Items {
 		args = append(args, it.ID, it.OpenID, it.MsgType, it.Rule, it.InMsgID, it.Payload)
 	}
@@ -366,6 +367,8 @@ func (s *Redis) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 			res = Accepted{IDs: splitIDs(v[1]), Duplicate: true}
 		case "mark":
 			res = Accepted{Answer: []byte(v[1]), Duplicate: true}
+		case "reused":
+			return ErrQueryReused
 		case "taken":
 			return fmt.Errorf("%w: %q", errItemIDTaken, v[1])
 		}

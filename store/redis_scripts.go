@@ -20,6 +20,7 @@ import "github.com/redis/go-redis/v9"
 //	                    Redis's compact encoding into a hash table
 //	p.."mark:"..key     hash: retry-dedupe mark {exp, answer}
 //	p.."idem:"..key     hash: Idempotency-Key {exp, fp, ids}
+//	p.."q:"..query      hash: a signed callback query {exp, body hash}
 //	p.."win:"..openid   hash: the window {last, closed, closed_at}
 //	p.."pause"          the end of the 45009 pause
 //	p.."msgid:"..msgid  the item ID of a template msgid
@@ -60,21 +61,33 @@ end
 
 // acceptScript: ARGV = p, now, dedupe, dedupe ttl, answer, idem key, idem
 // fingerprint, idem ttl, idem ids (JSON), touch openid, touch grain,
-// window ttl, then six per item: id, openid, msgtype, rule, in_msg_id,
-// payload. Answers {"ok"}, {"conflict"}, {"idem", ids}, {"mark", answer}
-// or {"taken", id}.
+// window ttl, query, query body hash, query ttl, then six per item: id,
+// openid, msgtype, rule, in_msg_id, payload. Answers {"ok"},
+// {"conflict"}, {"idem", ids}, {"mark", answer}, {"reused"} or {"taken",
+// id}.
 var acceptScript = redis.NewScript(luaLib + `
 local now = tonumber(ARGV[2])
 local dedupe, dttl, answer = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local ikey, ifp, ittl, iids = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local touch, grain, wttl = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
-local first = 13
+local query, qbody, qttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
+local first = 16
 
 if ikey ~= '' then
 	local v = redis.call('HMGET', p..'idem:'..ikey, 'exp', 'fp', 'ids')
 	if v[1] and tonumber(v[1]) > now then
 		if v[2] ~= ifp then return {'conflict'} end
 		return {'idem', v[3]}
+	end
+end
+if query ~= '' then
+	local k = p..'q:'..query
+	local v = redis.call('HMGET', k, 'exp', 'body')
+	if v[1] and tonumber(v[1]) > now then
+		if v[2] ~= qbody then return {'reused'} end
+	else
+		redis.call('HSET', k, 'exp', now + qttl, 'body', qbody)
+		redis.call('PEXPIRE', k, qttl)
 	end
 end
 if dedupe ~= '' then

@@ -584,7 +584,7 @@ func constraint(err error) bool {
 }
 
 func logical(err error) bool {
-	return errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrIdempotencyConflict)
+	return errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrIdempotencyConflict) || errors.Is(err, ErrQueryReused)
 }
 
 // txn is the writer's view of the current transaction: statements are

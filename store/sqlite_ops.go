@@ -25,6 +25,8 @@ import (
 //     WeChat answered 45015 since, and the latest call it answered so
 //     (closed_at).
 //   - early: template delivery reports that overtook their send.
+//   - queries: signed callback queries with the hash of the body each
+//     served (one query, one body).
 //   - meta: the pause after 45009, the health probe.
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS items(
@@ -64,6 +66,8 @@ var schema = []string{
 	`DROP INDEX IF EXISTS windows_last`, // every touch paid for it; windows are pruned by a sweep
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS queries(key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS queries_expires ON queries(expires)`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 }
 
@@ -95,6 +99,26 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 				}
 				res = Accepted{IDs: splitIDs(ids), Duplicate: true}
 				return nil
+			}
+		}
+		if b.Query != "" {
+			// The query goes in unless a live one is there; a live one
+			// with another body refuses the batch before anything is
+			// written.
+			n, err := tx.execN(`INSERT INTO queries(key, body, expires) VALUES(?, ?, ?)
+				ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires = excluded.expires WHERE queries.expires <= ?`,
+				b.Query, b.QueryBody, ms(b.Now.Add(b.QueryTTL)), now)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				var body []byte
+				if _, err := tx.row("SELECT body FROM queries WHERE key = ?", []any{b.Query}, &body); err != nil {
+					return err
+				}
+				if !bytes.Equal(body, b.QueryBody) {
+					return ErrQueryReused
+				}
 			}
 		}
 		if b.Dedupe != "" {
@@ -538,6 +562,7 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
 		{"DELETE FROM media WHERE key IN (SELECT key FROM media WHERE expires <= ? LIMIT ?)", n},
+		{"DELETE FROM queries WHERE key IN (SELECT key FROM queries WHERE expires <= ? LIMIT ?)", n},
 	}
 	for _, st := range steps {
 		n, err := tx.execN(st.q, st.arg, pruneRows)

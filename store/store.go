@@ -30,6 +30,10 @@ var (
 
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("store: closed")
+
+	// ErrQueryReused: the batch's signed query was first seen with
+	// another body. Nothing was recorded.
+	ErrQueryReused = errors.New("store: signed query used for a different body")
 )
 
 // Store is the state of a wxreply server, shared by every instance that
@@ -40,7 +44,8 @@ type Store interface {
 	// idempotency key, the window touch and the items, all or nothing.
 	// When the mark or the key is already present nothing is recorded
 	// and Accepted.Duplicate reports what the first batch recorded. An
-	// idempotency key of another fingerprint is ErrIdempotencyConflict.
+	// idempotency key of another fingerprint is ErrIdempotencyConflict; a
+	// signed query kept with another body, ErrQueryReused.
 	Accept(ctx context.Context, b *Batch) (Accepted, error)
 
 	// Claim hands out up to max lanes whose head item is due at now,
@@ -138,12 +143,20 @@ type Batch struct {
 	// none.
 	Touch string
 
+	// Query is the callback's signed query (signature, timestamp and
+	// nonce), "" for none, and QueryBody the hash of its body: while the
+	// query is kept (QueryTTL) it serves that body only, and a batch with
+	// another is ErrQueryReused. The same body again is WeChat's retry.
+	Query     string
+	QueryBody []byte
+	QueryTTL  time.Duration
+
 	Items []NewItem
 }
 
 // Empty reports whether the batch would record nothing.
 func (b *Batch) Empty() bool {
-	return b.Dedupe == "" && b.IdemKey == "" && b.Touch == "" && len(b.Items) == 0
+	return b.Dedupe == "" && b.IdemKey == "" && b.Touch == "" && len(b.Items) == 0 // a Query alone binds nothing worth a write
 }
 
 // NewItem is one message to record in the outbox.

@@ -214,3 +214,48 @@ func testConcurrentDuplicates(f *fx) {
 	}
 	f.pending(2)
 }
+
+// testQueryOneBody: a signed query serves the body it was first seen
+// with; another body under it records nothing, mark and window included,
+// until the query runs out.
+func testQueryOneBody(f *fx) {
+	const ttl = 5 * time.Minute
+	batch := func(now time.Time, body, dedupe, id, openid string) *store.Batch {
+		return &store.Batch{Now: now, Query: "sig:ts:nonce", QueryBody: []byte(body), QueryTTL: ttl,
+			Dedupe: dedupe, DedupeTTL: dedupeTTL, Touch: openid, Items: []store.NewItem{item(id, openid)}}
+	}
+	first := f.acceptBatch(batch(base, "body-1", "msg-1", "a", "u1"))
+	if first.Duplicate {
+		f.t.Fatalf("first Accept = %+v", first)
+	}
+	// Another body under the same query: refused, nothing recorded.
+	_, err := f.s.Accept(f.ctx, batch(at(time.Second), "body-2", "msg-2", "b", "u2"))
+	if !errors.Is(err, store.ErrQueryReused) {
+		f.t.Fatalf("another body under the query: %v, want ErrQueryReused", err)
+	}
+	f.noStatus("b")
+	if w := f.window("u2"); w.Known {
+		f.t.Errorf("the refused batch touched u2: %+v", w)
+	}
+	if a := f.acceptBatch(&store.Batch{Now: at(2 * time.Second), Dedupe: "msg-2", DedupeTTL: dedupeTTL, Answer: []byte("x")}); a.Duplicate {
+		f.t.Error("the refused batch recorded its mark")
+	}
+	// The same body again is WeChat's retry: the mark answers it.
+	retry := f.acceptBatch(batch(at(3*time.Second), "body-1", "msg-1", "c", "u1"))
+	if !retry.Duplicate {
+		f.t.Fatalf("the same body again = %+v, want duplicate", retry)
+	}
+	f.noStatus("c")
+	// Other queries are free.
+	other := f.acceptBatch(&store.Batch{Now: at(4 * time.Second), Query: "sig2:ts:nonce", QueryBody: []byte("body-2"), QueryTTL: ttl,
+		Items: []store.NewItem{item("d", "u3")}})
+	if other.Duplicate {
+		f.t.Fatalf("another query = %+v", other)
+	}
+	// Once the query ran out, it binds anew.
+	later := f.acceptBatch(batch(at(ttl+time.Millisecond), "body-3", "msg-3", "e", "u4"))
+	if later.Duplicate {
+		f.t.Fatalf("after the query's TTL = %+v", later)
+	}
+	f.pending(3)
+}

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"IdempotencyConflictRecordsNothing", testIdempotencyConflictRecordsNothing},
 		{"IdempotencyIDsAsGiven", testIdempotencyIDsAsGiven},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
+		{"QueryOneBody", testQueryOneBody},
 		{"Window", testWindow},
 		{"ClaimCarriesWindow", testClaimCarriesWindow},
 		{"Status", testStatus},
