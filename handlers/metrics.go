@@ -20,6 +20,23 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	refused  *prometheus.CounterVec
+}
+
+// Reasons a callback is refused, the label values of
+// wxreply_callbacks_refused_total.
+const (
+	RefusedStale     = "stale"     // timestamp outside WXREPLY_MAX_CLOCK_SKEW
+	RefusedPlaintext = "plaintext" // a plaintext body with an EncodingAESKey configured
+	RefusedReused    = "reused"    // a signed query already used for another body
+	RefusedSource    = "source"    // from outside WXREPLY_ALLOW_FROM
+)
+
+// refuse counts a refused callback; a nil Metrics counts nothing.
+func (m *Metrics) refuse(reason string) {
+	if m != nil {
+		m.refused.WithLabelValues(reason).Inc()
+	}
 }
 
 // NewMetrics returns a registry with the Go runtime and process
@@ -38,8 +55,15 @@ func NewMetrics() *Metrics {
 			// buckets show anything near WeChat's deadline.
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 		}, []string{"method", "route"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wxreply_callbacks_refused_total",
+			Help: "Signed callbacks refused with 403, by reason: stale (check the clock), plaintext, reused, source.",
+		}, []string{"reason"}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency,
+	for _, r := range []string{RefusedStale, RefusedPlaintext, RefusedReused, RefusedSource} {
+		m.refused.WithLabelValues(r) // each reason shows from the start, at 0
+	}
+	m.Registry.MustRegister(m.requests, m.latency, m.refused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
