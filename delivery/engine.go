@@ -207,6 +207,13 @@ type Request struct {
 	// Touch is the openid whose window the callback opens now.
 	Touch string
 
+	// Query and QueryBody bind the callback's signed query to the hash of
+	// its body until QueryUntil (store.Batch.Query): another body under
+	// it is refused with store.ErrQueryReused.
+	Query      string
+	QueryBody  []byte
+	QueryUntil time.Time
+
 	Items []wechat.Outgoing
 }
 
@@ -221,14 +228,19 @@ type Accepted struct {
 // Accept validates r's items, gives each without one an ID, and records
 // everything in one step of the store; it returns once that is committed.
 // Errors: ErrInvalidOutgoing (naming the item), store.ErrIdempotencyConflict,
-// ErrClosed, or ErrUnavailable wrapping the store's error.
+// store.ErrQueryReused, ErrClosed, or ErrUnavailable wrapping the store's
+// error.
 func (e *Engine) Accept(ctx context.Context, r Request) (Accepted, error) {
 	b := &store.Batch{
 		Now:    e.now(),
 		Dedupe: r.Dedupe, DedupeTTL: e.o.DedupeTTL, Answer: r.Answer,
 		IdemKey: r.IdemKey, IdemFingerprint: r.IdemFingerprint, IdemTTL: e.o.IdemTTL,
 		Touch: r.Touch,
+		Query: r.Query, QueryBody: r.QueryBody,
 		Items: make([]store.NewItem, len(r.Items)),
+	}
+	if r.Query != "" {
+		b.QueryTTL = max(r.QueryUntil.Sub(b.Now), time.Second)
 	}
 	for i, o := range r.Items {
 		openid, msgtype, err := checkOutgoing(o)
@@ -252,7 +264,7 @@ func (e *Engine) Accept(ctx context.Context, r Request) (Accepted, error) {
 	}
 	a, err := e.st.Accept(ctx, b)
 	switch {
-	case errors.Is(err, store.ErrIdempotencyConflict):
+	case errors.Is(err, store.ErrIdempotencyConflict), errors.Is(err, store.ErrQueryReused):
 		return Accepted{}, err
 	case err != nil:
 		return Accepted{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
