@@ -109,7 +109,7 @@ func TestPassiveReplyInTheResponse(t *testing.T) {
 }
 
 func TestPassiveReplyEncryptedInSafeMode(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{safe: true})
 	enc, err := h.cipher.Encrypt(text("oTEST_user_0001", "营业时间?", 900007))
 	if err != nil {
 		t.Fatal(err)
@@ -315,7 +315,7 @@ func TestSustainedLoadLosesNothing(t *testing.T) {
 }
 
 func TestSecretsNeverLogged(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{safe: true})
 	h.post(t, text("oTEST_user_0001", "hi", 900013))
 	h.api.FailNext(wechat.PathCustomSend, wechat.ErrCodeInvalidCredential, 1)
 	h.post(t, text("oTEST_user_0001", "hello", 900014))

@@ -73,6 +73,11 @@ type harnessOptions struct {
 	config func(*server.Config)
 
 	quiet bool // log warnings only, for load tests
+
+	// safe configures the EncodingAESKey: the account in safe (or
+	// compatible) mode, which takes encrypted callbacks only. Without it
+	// the account is in plaintext mode.
+	safe bool
 }
 
 func newHarness(t testing.TB, o harnessOptions) *harness {
@@ -97,13 +102,17 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 		h.api = wechattest.NewServer(wechattest.WithCredentials(testAppID, testAppSecret))
 		t.Cleanup(h.api.Close) // after the server's shutdown: cleanups run last first
 	}
-	cipher, err := wechat.NewCipher(testAESKey, testAppID)
-	if err != nil {
-		t.Fatal(err)
+	aesKey := ""
+	if o.safe {
+		aesKey = testAESKey
+		cipher, err := wechat.NewCipher(testAESKey, testAppID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.cipher = cipher
 	}
-	h.cipher = cipher
 	cfg := server.Config{
-		Token: testToken, AppID: testAppID, AppSecret: testAppSecret, AESKey: testAESKey,
+		Token: testToken, AppID: testAppID, AppSecret: testAppSecret, AESKey: aesKey,
 		APIBase: h.api.URL, RulesPath: o.rules, APIKey: testAPIKey, Store: o.store,
 		ShutdownTimeout: 10 * time.Second,
 		Logger:          log,
@@ -119,6 +128,7 @@ func newHarness(t testing.TB, o harnessOptions) *harness {
 	if o.config != nil {
 		o.config(&cfg)
 	}
+	var err error
 	h.srv, err = server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -167,9 +177,17 @@ func capture(t testing.TB, mode, name string) []byte {
 }
 
 // post signs body as WeChat would and posts it to /wechat. Bodies with an
-// <Encrypt> element go with encrypt_type=aes and msg_signature.
+// <Encrypt> element go with encrypt_type=aes and msg_signature; to a safe
+// harness, a plaintext body goes encrypted, as WeChat would send it.
 func (h *harness) post(t testing.TB, body []byte) (int, string) {
 	t.Helper()
+	if h.cipher != nil && !bytes.Contains(body, []byte("<Encrypt>")) {
+		enc, err := h.cipher.Encrypt(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = wechat.SafeModeBody("gh_test0000001", enc)
+	}
 	return postCallback(t, h.url, body)
 }
 

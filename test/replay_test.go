@@ -35,7 +35,7 @@ func TestReplayCaptures(t *testing.T) {
 	for _, mode := range []string{"plain", "safe", "compat"} {
 		// A server per mode: a mode's copy repeats the plain one, and one
 		// server would rightly drop it as a retry.
-		h := newHarness(t, harnessOptions{})
+		h := newHarness(t, harnessOptions{safe: mode != "plain"})
 		rec := newRecorder(t, h)
 		for _, f := range files {
 			name := filepath.Base(f)
