@@ -366,7 +366,11 @@ func (s *Redis) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 		case "idem":
 			res = Accepted{IDs: splitIDs(v[1]), Duplicate: true}
 		case "mark":
-			res = Accepted{Answer: []byte(v[1]), Duplicate: true}
+			var answer []byte
+			if v[1] != "" { // no passive reply is kept as ""
+				answer = []byte(v[1])
+			}
+			res = Accepted{Answer: answer, Duplicate: true}
 		case "reused":
 			return ErrQueryReused
 		case "taken":

@@ -65,12 +65,19 @@ func testDedupeAnswerOnly(f *fx) {
 	if !dup.Duplicate || string(dup.Answer) != "<xml>hi</xml>" {
 		f.t.Fatalf("retry = %+v, want duplicate with the first answer", dup)
 	}
+	// A callback that was answered success (no passive reply) leaves a
+	// mark whose retries are answered success too: no answer, not an
+	// empty one.
+	f.acceptBatch(&store.Batch{Now: base, Dedupe: "msg-quiet", DedupeTTL: dedupeTTL, Items: []store.NewItem{item("q", "u9")}})
+	if quiet := f.acceptBatch(&store.Batch{Now: at(time.Second), Dedupe: "msg-quiet", DedupeTTL: dedupeTTL}); !quiet.Duplicate || quiet.Answer != nil {
+		f.t.Fatalf("retry of a callback answered success = %+v, want duplicate with a nil answer", quiet)
+	}
 	// Marks are per key.
 	other := f.acceptBatch(&store.Batch{Now: at(time.Second), Dedupe: "ev-2", DedupeTTL: dedupeTTL, Answer: []byte("two")})
 	if other.Duplicate {
 		f.t.Fatalf("another key = %+v, want not duplicate", other)
 	}
-	f.pending(0)
+	f.pending(1)
 }
 
 const idemTTL = time.Hour
