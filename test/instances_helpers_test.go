@@ -26,14 +26,22 @@ import (
 // store URL with a prefix of the test's own, the pair of processes, the
 // push API, and a round-robin load balancer in front of the pair.
 
-// instanceRules answers every text "m-…" with "r m-…" (as echoRules) and
-// a follow with a greeting that names the user and the event's
-// CreateTime, so that each reply names what it answers.
+// instanceRules answers every text "m-…" with "r m-…" (as echoRules), a
+// text "p-…" with the passive reply "p p-…", and a follow with a greeting
+// that names the user and the event's CreateTime, so that each reply
+// names what it answers.
 const instanceRules = echoRules + `  - name: welcome
     match:
       event: subscribe
     reply:
       - text: "welcome {{.FromUserName}} {{.CreateTime}}"
+  - name: passive
+    match:
+      text:
+        prefix: ["p-"]
+    passive: true
+    reply:
+      - text: "p {{.Content}}"
 `
 
 func writeInstanceRules(t *testing.T) string {
@@ -295,4 +303,33 @@ func healthCode(base string) int {
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode
+}
+
+// streamCodes is a copy of the HTTP statuses the stream was answered.
+func streamCodes(s *stream) map[int]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int]int, len(s.codes))
+	for k, v := range s.codes {
+		out[k] = v
+	}
+	return out
+}
+
+// sentBy returns how many replies each instance delivered
+// (wxreply_replies_delivered_total), once they add up to at least total:
+// an instance counts a reply after it recorded WeChat's answer, a moment
+// after the fake accepted it.
+func sentBy(t *testing.T, ps [2]*process, total float64) [2]float64 {
+	t.Helper()
+	var sent [2]float64
+	waitFor(t, 10*time.Second, func() bool {
+		for i, p := range ps {
+			sent[i] = metricSum(t, p.base, "wxreply_replies_delivered_total")
+		}
+		return sent[0]+sent[1] >= total
+	}, func() string {
+		return fmt.Sprintf("the instances counted %v and %v replies delivered, want %v in all", sent[0], sent[1], total)
+	})
+	return sent
 }
