@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,10 +42,9 @@ func TestWrkStores(t *testing.T) {
 	// A Redis of its own, as an operator would run it: append-only file
 	// on, fsync every second.
 	redisSrv := storetest.StartRedis(t, storetest.RedisServerOptions{})
-	run := 0
+	var run atomic.Int64 // wrk runs at once for two instances
 	wrk := func(base string, conns int) wrkResult {
-		run++
-		msgIDs := strconv.Itoa(run * 1_000_000_000)
+		msgIDs := strconv.FormatInt(run.Add(1)*1_000_000_000, 10)
 		target := base + "/wechat?" + wechat.CallbackQuery(testToken, "1700000000", "n", "oWRK", "").Encode()
 		out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+duration, "--latency", "-s", script, target, "--", msgIDs).CombinedOutput()
 		if err != nil {
@@ -90,8 +90,12 @@ func TestWrkStores(t *testing.T) {
 		}
 		f.sends = float64(delivered()) / time.Since(start).Seconds()
 		// wrk's cut-off requests may have been recorded without their
-		// answer being counted: at most one per connection.
-		if got := delivered(); got > acked+32 {
+		// answer being counted: at most one per connection. And a call
+		// held for the whole run times out (10 s) about when the fake
+		// lets it through: WeChat may have it and it is sent again, the
+		// duplicate the outbox allows, at most one per call in flight
+		// (128 an instance).
+		if got := delivered(); got > acked+32+128*len(bases) {
 			t.Errorf("%s: %d replies delivered for %d acknowledged callbacks", name, got, acked)
 		}
 		t.Logf("%-32s %8.0f callbacks/s  p99 %-8s  then %6.0f sends/s  (%d acknowledged)", name, f.rps, f.p99, f.sends, acked)
