@@ -10,6 +10,7 @@ import (
 	"github.com/wxreply/wxreply/delivery"
 	"github.com/wxreply/wxreply/rules"
 	"github.com/wxreply/wxreply/store"
+	"github.com/wxreply/wxreply/wechat"
 )
 
 // outboxCollector exposes the outbox's counters, what waits in the store
@@ -115,4 +116,34 @@ func urlWithoutPassword(spec string) (string, error) {
 		u.User = url.UserPassword(u.User.Username(), "REDACTED")
 	}
 	return u.String(), nil
+}
+
+// tokenCollector exposes the access token's figures.
+func tokenCollector(c *wechat.Client) prometheus.Collector { return tokens{c} }
+
+type tokens struct{ c *wechat.Client }
+
+var (
+	descTokenFetches  = prometheus.NewDesc("wxreply_token_fetches_total", "Access tokens fetched from WeChat by this instance.", nil, nil)
+	descTokenFailures = prometheus.NewDesc("wxreply_token_fetch_failures_total", "Access token fetches that failed.", nil, nil)
+	descTokenRefusals = prometheus.NewDesc("wxreply_token_refusals_total", "Calls WeChat answered with a token error (40001, 42001 …).", nil, nil)
+	descTokenPaused   = prometheus.NewDesc("wxreply_token_paused", "1 while calls are paused because WeChat refuses the tokens it issued.", nil, nil)
+)
+
+func (t tokens) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTokenFetches, descTokenFailures, descTokenRefusals, descTokenPaused} {
+		ch <- d
+	}
+}
+
+func (t tokens) Collect(ch chan<- prometheus.Metric) {
+	st := t.c.TokenStats()
+	paused := 0.0
+	if st.Paused {
+		paused = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descTokenFetches, prometheus.CounterValue, float64(st.Fetches))
+	ch <- prometheus.MustNewConstMetric(descTokenFailures, prometheus.CounterValue, float64(st.FetchFailures))
+	ch <- prometheus.MustNewConstMetric(descTokenRefusals, prometheus.CounterValue, float64(st.Refusals))
+	ch <- prometheus.MustNewConstMetric(descTokenPaused, prometheus.GaugeValue, paused)
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/patrickmn/go-cache"
@@ -82,6 +83,9 @@ type ClientOptions struct {
 	UploadTimeout time.Duration
 
 	Logger *slog.Logger // nil means slog.Default()
+
+	// Now is the clock of the token's refusal pauses; nil means time.Now.
+	Now func() time.Time
 }
 
 // Client calls the WeChat API for one account. It keeps the access token
@@ -97,9 +101,13 @@ type Client struct {
 	log           *slog.Logger
 
 	tokens *tokenCache
-	media  *cache.Cache // mediaKey → mediaEntry
-	kept   MediaStore   // nil: uploads are remembered in memory only
-	flight singleflight.Group
+	now    func() time.Time
+
+	refusals                         refusals
+	tokenFetches, tokenFetchFailures atomic.Int64
+	media                            *cache.Cache // mediaKey → mediaEntry
+	kept                             MediaStore   // nil: uploads are remembered in memory only
+	flight                           singleflight.Group
 
 	tokenStore TokenStore // nil: the token is this Client's alone
 
@@ -121,6 +129,7 @@ func NewClient(o ClientOptions) *Client {
 		uploadTimeout: o.UploadTimeout,
 		log:           o.Logger,
 		tokens:        newTokenCache(),
+		now:           o.Now,
 		tokenStore:    o.TokenStore,
 		// No janitor goroutine: expired entries are skipped on read and
 		// an entry is replaced on the next upload of the same file.
@@ -141,6 +150,9 @@ func NewClient(o ClientOptions) *Client {
 	}
 	if c.log == nil {
 		c.log = slog.Default()
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	c.life, c.close = context.WithCancel(context.Background())
 	return c
@@ -267,6 +279,9 @@ func (c *Client) postJSON(ctx context.Context, api string, v, out any) error {
 // TokenStore), fetches a new one and repeats the call once: a second
 // token error is returned as it is.
 func (c *Client) callWithToken(ctx context.Context, api string, query url.Values, contentType string, body []byte, timeout time.Duration, out any) error {
+	if err := c.refusals.paused(c.now()); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		tok, err := c.Token(ctx)
 		if err != nil {
@@ -280,12 +295,24 @@ func (c *Client) callWithToken(ctx context.Context, api string, query url.Values
 		err = c.roundTrip(ctx, http.MethodPost, api, q, contentType, body, timeout, out)
 		var ae *APIError
 		isAPI := errors.As(err, &ae)
-		if attempt == 0 && isAPI && IsTokenError(ae.Code) {
-			c.log.Warn("wechat rejected the access token; fetching a new one", "api", api, "errcode", ae.Code)
-			if err := c.dropToken(ctx, tok); err != nil {
-				return err
+		if isAPI && IsTokenError(ae.Code) {
+			current, _ := c.tokens.get()
+			refetch, pause := c.refusals.refused(ae, tok, current, c.now())
+			if attempt == 0 && refetch {
+				c.log.Warn("wechat rejected the access token; fetching a new one", "api", api, "errcode", ae.Code)
+				if err := c.dropToken(ctx, tok); err != nil {
+					return err
+				}
+				continue
 			}
-			continue
+			if pause != nil {
+				c.log.Error("WeChat refuses the access tokens it issued: pausing every call instead of fetching tokens for each message",
+					"api", api, "errcode", ae.Code, "until", pause.Until.Format(time.RFC3339),
+					"hint", "another system fetching tokens with /cgi-bin/token for this account, or a reset AppSecret")
+				return pause
+			}
+		} else if err == nil || isAPI {
+			c.refusals.accepted()
 		}
 		if isAPI {
 			ae.Message = strings.ReplaceAll(ae.Message, tok, "REDACTED")

@@ -230,11 +230,18 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A client of its own for the transport error: c's calls are
+			// paused after WeChat refused its fresh token.
+			c2 := apiClient(srv, log, func(o *wechat.ClientOptions) { o.UseLegacyToken = mode.legacy })
+			tok2, err := c2.Token(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
 			srv.FailNext(wechat.PathCustomSend, 40001, 2)
 			errToken := c.SendCustom(context.Background(), textTo("u", "x"))
 			srv.Close() // from now on every call is a transport error
-			c.CloseIdleConnections()
-			errNet := c.SendCustom(context.Background(), textTo("u", "x"))
+			c2.CloseIdleConnections()
+			errNet := c2.SendCustom(context.Background(), textTo("u", "x"))
 			_, errFetch := apiClient(srv, log, func(o *wechat.ClientOptions) { o.UseLegacyToken = mode.legacy }).Token(context.Background())
 			// A token API whose errmsg quotes the secret.
 			echo := fakeAPI(t)
@@ -249,7 +256,7 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 				if errors.As(err, &ue) {
 					msg += " " + ue.URL + " " + ue.Error()
 				}
-				if strings.Contains(msg, tok) || strings.Contains(msg, srv.AppSecret) {
+				if strings.Contains(msg, tok) || strings.Contains(msg, tok2) || strings.Contains(msg, srv.AppSecret) {
 					t.Errorf("secret in error: %s", msg)
 				}
 			}

@@ -20,6 +20,10 @@ func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
+	var refused *TokenRefusedError
+	if errors.As(err, &refused) {
+		return true // the pause ends; the message waits in the outbox
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae.Code == ErrCodeSystemBusy

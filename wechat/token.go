@@ -210,11 +210,13 @@ func (c *Client) fetchAndCache(ctx context.Context) (string, time.Duration, erro
 		return "", 0, err // no call was made, or Close cut it off: nothing to pause for
 	}
 	if err != nil {
+		c.tokenFetchFailures.Add(1)
 		pause := c.tokens.fail(err, time.Now())
 		c.log.Error("access token fetch failed; callers get this error until the pause ends",
 			"error", err, "pause", pause)
 		return "", 0, err
 	}
+	c.tokenFetches.Add(1)
 	c.tokens.set(tok, ttl)
 	return tok, ttl, nil
 }
