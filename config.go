@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/server"
 )
 
@@ -20,7 +24,7 @@ import (
 type config struct {
 	token, appID, appSecret, aesKey string
 	apiBase, addr, rulesPath        string
-	apiKey                          string
+	apiKey, webhookSecret           string
 	store                           string
 
 	shutdownTimeout time.Duration
@@ -34,6 +38,11 @@ type config struct {
 	logFormat       string
 	logBuffer       *server.LogBuffer // set by serve: its logs go through one
 
+	maxClockSkew   time.Duration
+	allowFrom      networks
+	trustedProxies networks
+	apiRate        float64 // requests a second per client; 0: no limit
+
 	// envErrs are environment values that did not parse, by the name of
 	// the flag that overrides them: reported unless that flag is given,
 	// never silently replaced by the default.
@@ -45,12 +54,13 @@ func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Wr
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.token, "token", getenv("WECHAT_TOKEN"), "Token from the MP console's server settings (WECHAT_TOKEN)")
 	fs.StringVar(&c.appID, "appid", getenv("WECHAT_APPID"), "the account's AppID (WECHAT_APPID)")
-	fs.StringVar(&c.appSecret, "appsecret", getenv("WECHAT_APPSECRET"), "the AppSecret (WECHAT_APPSECRET)")
-	fs.StringVar(&c.aesKey, "aes-key", getenv("WECHAT_ENCODING_AES_KEY"), "43-character EncodingAESKey; empty: plaintext mode (WECHAT_ENCODING_AES_KEY)")
+	fs.StringVar(&c.appSecret, "appsecret", c.envSecret(getenv, "appsecret", "WECHAT_APPSECRET"), "the AppSecret (WECHAT_APPSECRET or WECHAT_APPSECRET_FILE)")
+	fs.StringVar(&c.aesKey, "aes-key", c.envSecret(getenv, "aes-key", "WECHAT_ENCODING_AES_KEY"), "43-character EncodingAESKey; empty: plaintext mode (WECHAT_ENCODING_AES_KEY or WECHAT_ENCODING_AES_KEY_FILE)")
 	fs.StringVar(&c.apiBase, "api-base", envOr(getenv, "WECHAT_API_BASE", "https://api.weixin.qq.com"), "base URL of the WeChat API (WECHAT_API_BASE)")
 	fs.StringVar(&c.addr, "addr", envOr(getenv, "WXREPLY_ADDR", ":8080"), "listen address (WXREPLY_ADDR)")
 	fs.StringVar(&c.rulesPath, "rules", envOr(getenv, "WXREPLY_RULES", "rules.yaml"), "the rules file (WXREPLY_RULES)")
-	fs.StringVar(&c.apiKey, "api-key", getenv("WXREPLY_API_KEY"), "bearer key for the push API under /api/v1; empty: push API off (WXREPLY_API_KEY)")
+	fs.StringVar(&c.apiKey, "api-key", c.envSecret(getenv, "api-key", "WXREPLY_API_KEY"), "bearer key for the push API under /api/v1; empty: push API off (WXREPLY_API_KEY or WXREPLY_API_KEY_FILE)")
+	fs.StringVar(&c.webhookSecret, "webhook-secret", c.envSecret(getenv, "webhook-secret", "WXREPLY_WEBHOOK_SECRET"), "the key that signs requests to webhook reply items (WXREPLY_WEBHOOK_SECRET or WXREPLY_WEBHOOK_SECRET_FILE)")
 	fs.StringVar(&c.store, "store", envOr(getenv, "WXREPLY_STORE", "data"), "where state is kept: a directory, memory, or redis://host:port/db (WXREPLY_STORE)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", c.envDuration(getenv, "shutdown-timeout", "WXREPLY_SHUTDOWN_TIMEOUT", 25*time.Second), "how long SIGTERM waits for requests and calls under way; the rest stays in the store (WXREPLY_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.maxRetryAge, "max-retry-age", c.envDuration(getenv, "max-retry-age", "WXREPLY_MAX_RETRY_AGE", 6*time.Hour), "how long after acceptance a message is still retried (WXREPLY_MAX_RETRY_AGE)")
@@ -59,8 +69,19 @@ func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Wr
 	fs.IntVar(&c.queueSize, "queue-size", c.envInt(getenv, "queue-size", "WXREPLY_QUEUE_SIZE", 0), "ignored: the outbox is bounded by the store, not by memory (WXREPLY_QUEUE_SIZE)")
 	fs.BoolVar(&c.typing, "typing", c.envBool(getenv, "typing", "WXREPLY_TYPING"), "send the typing indicator before replies that wait (WXREPLY_TYPING)")
 	fs.BoolVar(&c.legacyToken, "legacy-token", c.envBool(getenv, "legacy-token", "WXREPLY_LEGACY_TOKEN"), "fetch tokens from /cgi-bin/token instead of stable_token (WXREPLY_LEGACY_TOKEN)")
+	fs.DurationVar(&c.maxClockSkew, "max-clock-skew", c.envDuration(getenv, "max-clock-skew", "WXREPLY_MAX_CLOCK_SKEW", 5*time.Minute), "how far a callback's timestamp may be from this server's clock; 0 turns the check off (WXREPLY_MAX_CLOCK_SKEW)")
+	c.allowFrom = c.envNetworks(getenv, "allow-from", "WXREPLY_ALLOW_FROM")
+	fs.Var(&c.allowFrom, "allow-from", "comma-separated `networks` (CIDRs or addresses) callbacks may come from; empty: anywhere (WXREPLY_ALLOW_FROM)")
+	c.trustedProxies = c.envNetworks(getenv, "trusted-proxies", "WXREPLY_TRUSTED_PROXIES")
+	fs.Var(&c.trustedProxies, "trusted-proxies", "comma-separated `networks` of the proxies whose X-Forwarded-For is believed; empty: none (WXREPLY_TRUSTED_PROXIES)")
+	fs.Float64Var(&c.apiRate, "api-rate", c.envFloat(getenv, "api-rate", "WXREPLY_API_RATE", 50), "requests a second one client may make to /api/v1, in bursts of twice as many; 0: no limit (WXREPLY_API_RATE)")
 	fs.StringVar(&c.logLevel, "log-level", envOr(getenv, "WXREPLY_LOG_LEVEL", "info"), "debug, info, warn or error (WXREPLY_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", envOr(getenv, "WXREPLY_LOG_FORMAT", "json"), "json or text (WXREPLY_LOG_FORMAT)")
+	// -h shows each flag's default, here the environment's value: never
+	// a secret's.
+	for _, name := range []string{"token", "appsecret", "aes-key", "api-key", "webhook-secret"} {
+		fs.Lookup(name).DefValue = ""
+	}
 	return fs
 }
 
@@ -122,6 +143,103 @@ func (c *config) envBool(getenv func(string) string, flagName, key string) bool 
 	return b
 }
 
+// envFloat is key as a number, def when it is unset.
+func (c *config) envFloat(getenv func(string) string, flagName, key string, def float64) float64 {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		c.envErr(flagName, fmt.Errorf("%s=%q is not a number", key, v))
+		return def
+	}
+	return f
+}
+
+// envNetworks is key as a list of networks, none when it is unset.
+func (c *config) envNetworks(getenv func(string) string, flagName, key string) networks {
+	var n networks
+	if err := n.Set(getenv(key)); err != nil {
+		c.envErr(flagName, fmt.Errorf("%s: %w", key, err))
+	}
+	return n
+}
+
+// networks is a flag's comma-separated list of CIDRs and addresses.
+type networks []netip.Prefix
+
+func (n *networks) String() string {
+	s := make([]string, len(*n))
+	for i, p := range *n {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (n *networks) Set(v string) error {
+	nets, err := handlers.ParseNetworks(v)
+	if err != nil {
+		return err
+	}
+	*n = nets
+	return nil
+}
+
+// maxSecretFile bounds what a _FILE variable may name: a secret is a few
+// dozen bytes, and a wrong path (a log, /dev/zero) must not be read whole.
+const maxSecretFile = 64 << 10
+
+// envSecret is key's value, or the content of the file that key_FILE
+// names (Docker and Kubernetes secrets are mounted as files) with one
+// trailing newline trimmed. Its problems never show the value.
+func (c *config) envSecret(getenv func(string) string, flagName, key string) string {
+	v, path := getenv(key), getenv(key+"_FILE")
+	if path == "" {
+		return v
+	}
+	if v != "" {
+		c.envErr(flagName, fmt.Errorf("%s and %s_FILE are both set: set one of them", key, key))
+		return ""
+	}
+	s, err := readSecretFile(path)
+	if err != nil {
+		c.envErr(flagName, fmt.Errorf("%s_FILE: %w", key, err))
+		return ""
+	}
+	return s
+}
+
+// readSecretFile is path's content less one trailing "\n" or "\r\n". Its
+// errors name the path, never the content.
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %v", path, withoutPath(err))
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return "", fmt.Errorf("%s is a directory, not a file holding the secret", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %v", path, withoutPath(err))
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("%s is larger than 64 KiB: not a secret", path)
+	}
+	s := string(b)
+	if t, ok := strings.CutSuffix(s, "\r\n"); ok {
+		s = t
+	} else {
+		s = strings.TrimSuffix(s, "\n")
+	}
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
 func (c *config) envErr(flagName string, err error) {
 	if c.envErrs == nil {
 		c.envErrs = map[string]error{}
@@ -134,7 +252,9 @@ func (c *config) envErr(flagName string, err error) {
 func (c *config) validate() error {
 	// Map order is random: report the environment problems in flag order.
 	// queue-size is ignored, so a bad value of it is no reason to stop.
-	for _, name := range []string{"shutdown-timeout", "max-retry-age", "lease", "workers", "typing", "legacy-token"} {
+	for _, name := range []string{"appsecret", "aes-key", "api-key", "webhook-secret",
+		"shutdown-timeout", "max-retry-age", "lease", "workers", "typing", "legacy-token",
+		"max-clock-skew", "allow-from", "trusted-proxies", "api-rate"} {
 		if err := c.envErrs[name]; err != nil {
 			return err
 		}
@@ -174,6 +294,12 @@ func (c *config) validate() error {
 	if c.store == "" {
 		return errors.New("WXREPLY_STORE (or -store) must name a directory, memory, or a redis:// URL")
 	}
+	if c.maxClockSkew < 0 {
+		return fmt.Errorf("WXREPLY_MAX_CLOCK_SKEW (or -max-clock-skew) must not be negative, got %s; 0 turns the check off", c.maxClockSkew)
+	}
+	if r := c.apiRate; r < 0 || r > 1e6 || math.IsNaN(r) {
+		return fmt.Errorf("WXREPLY_API_RATE (or -api-rate) must be from 0 (no limit) to 1000000 requests a second, got %v", r)
+	}
 	return nil
 }
 
@@ -182,17 +308,23 @@ func (c *config) validate() error {
 func readableFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // the path is in the message already
-		}
-		return fmt.Errorf("rules file %s is unreadable: %v", path, err)
+		return fmt.Errorf("rules file %s is unreadable: %v", path, withoutPath(err))
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err == nil && st.IsDir() {
 		return fmt.Errorf("rules file %s is a directory", path)
 	}
 	return nil
+}
+
+// withoutPath is err without the path an *os.PathError repeats: the
+// messages that show it name the path already.
+func withoutPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func (c *config) logger(w io.Writer) (*slog.Logger, error) {
@@ -218,6 +350,8 @@ func (c *config) server(log *slog.Logger) server.Config {
 		APIBase: c.apiBase, RulesPath: c.rulesPath, APIKey: c.apiKey, Store: c.store,
 		ShutdownTimeout: c.shutdownTimeout, InFlight: c.workers, MaxRetryAge: c.maxRetryAge,
 		Lease: c.lease, Typing: c.typing, LegacyToken: c.legacyToken,
+		WebhookSecret: c.webhookSecret, MaxClockSkew: c.maxClockSkew,
+		AllowFrom: c.allowFrom, TrustedProxies: c.trustedProxies, APIRate: c.apiRate,
 		Logger: log,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,6 +119,16 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad log level", map[string]string{"WXREPLY_LOG_LEVEL": "loud"}, nil, "-log-level"},
 		{"bad log format", map[string]string{"WXREPLY_LOG_FORMAT": "xml"}, nil, "-log-format"},
 		{"bad listen address", map[string]string{"WXREPLY_LOG_LEVEL": "error"}, nil, "256.0.0.1:bad"},
+		{"max clock skew not a duration", map[string]string{"WXREPLY_MAX_CLOCK_SKEW": "300"}, nil, `WXREPLY_MAX_CLOCK_SKEW="300"`},
+		{"negative max clock skew", map[string]string{"WXREPLY_MAX_CLOCK_SKEW": "-1m"}, nil, "WXREPLY_MAX_CLOCK_SKEW (or -max-clock-skew) must not be negative"},
+		{"allow-list not a network", map[string]string{"WXREPLY_ALLOW_FROM": "10.0.0.0/8, 10.0.0.300"}, nil, `WXREPLY_ALLOW_FROM: "10.0.0.300" is not an IP address`},
+		{"allow-list prefix too long", map[string]string{"WXREPLY_ALLOW_FROM": "10.0.0.0/33"}, nil, `WXREPLY_ALLOW_FROM: "10.0.0.0/33" is not a network`},
+		{"trusted proxies not networks", map[string]string{"WXREPLY_TRUSTED_PROXIES": "nginx"}, nil, `WXREPLY_TRUSTED_PROXIES: "nginx"`},
+		{"a flag overrides a bad allow-list", map[string]string{"WXREPLY_ALLOW_FROM": "nope", "WXREPLY_RULES": filepath.Join(dir, "nope.yaml")},
+			[]string{"-allow-from", "10.0.0.0/8"}, "nope.yaml"},
+		{"API rate not a number", map[string]string{"WXREPLY_API_RATE": "fast"}, nil, `WXREPLY_API_RATE="fast"`},
+		{"negative API rate", map[string]string{"WXREPLY_API_RATE": "-1"}, nil, "WXREPLY_API_RATE (or -api-rate) must be from 0"},
+		{"API rate not finite", map[string]string{"WXREPLY_API_RATE": "NaN"}, nil, "WXREPLY_API_RATE (or -api-rate) must be from 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,6 +173,8 @@ func TestServerConfig(t *testing.T) {
 		"WECHAT_API_BASE": "http://api.example", "WXREPLY_RULES": "r.yaml", "WXREPLY_API_KEY": "key",
 		"WXREPLY_STORE": "/var/lib/wxreply", "WXREPLY_SHUTDOWN_TIMEOUT": "7s", "WXREPLY_MAX_RETRY_AGE": "2h",
 		"WXREPLY_WORKERS": "9", "WXREPLY_TYPING": "true", "WXREPLY_LEGACY_TOKEN": "1", "WXREPLY_LEASE": "45s",
+		"WXREPLY_WEBHOOK_SECRET": "hook", "WXREPLY_MAX_CLOCK_SKEW": "90s", "WXREPLY_ALLOW_FROM": "10.0.0.0/8, 203.0.113.7",
+		"WXREPLY_TRUSTED_PROXIES": "192.0.2.0/24", "WXREPLY_API_RATE": "2.5",
 	}), io.Discard)
 	if err := c.parse(fs, []string{"-workers", "11"}); err != nil {
 		t.Fatal(err)
@@ -172,6 +185,9 @@ func TestServerConfig(t *testing.T) {
 		Token: "tok", AppID: "wx1", AppSecret: "sec", AESKey: "k", APIBase: "http://api.example",
 		RulesPath: "r.yaml", APIKey: "key", Store: "/var/lib/wxreply",
 		ShutdownTimeout: 7 * time.Second, InFlight: 11, MaxRetryAge: 2 * time.Hour, Lease: 45 * time.Second, Typing: true, LegacyToken: true,
+		WebhookSecret: "hook", MaxClockSkew: 90 * time.Second,
+		AllowFrom:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("203.0.113.7/32")},
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, APIRate: 2.5,
 		Logger: log,
 	}
 	if got.Delivery != nil || got.Now != nil {
@@ -190,6 +206,18 @@ func TestServerConfig(t *testing.T) {
 	if sc := d.server(log); sc.Store != "data" || sc.InFlight != 128 || sc.MaxRetryAge != 6*time.Hour || sc.ShutdownTimeout != 25*time.Second {
 		t.Errorf("defaults: store %q, in flight %d, max retry age %s, shutdown %s; want data, 128, 6h, 25s",
 			sc.Store, sc.InFlight, sc.MaxRetryAge, sc.ShutdownTimeout)
+	}
+	if sc := d.server(log); sc.MaxClockSkew != 5*time.Minute || sc.APIRate != 50 || sc.AllowFrom != nil || sc.TrustedProxies != nil {
+		t.Errorf("defaults: max clock skew %s, API rate %v, allow from %v, trusted proxies %v; want 5m, 50, none, none",
+			sc.MaxClockSkew, sc.APIRate, sc.AllowFrom, sc.TrustedProxies)
+	}
+	// 0 turns the clock check and the rate limit off.
+	var off config
+	if err := off.parse(newFlagSet("serve", &off, env(map[string]string{"WXREPLY_MAX_CLOCK_SKEW": "0", "WXREPLY_API_RATE": "0"}), io.Discard), nil); err != nil {
+		t.Fatal(err)
+	}
+	if sc := off.server(log); sc.MaxClockSkew != 0 || sc.APIRate != 0 || len(off.envErrs) != 0 {
+		t.Errorf("0: max clock skew %s, API rate %v, errors %v; want both off", sc.MaxClockSkew, sc.APIRate, off.envErrs)
 	}
 }
 

@@ -7,6 +7,7 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -48,6 +49,20 @@ type Config struct {
 	// check off.
 	MaxClockSkew time.Duration
 
+	// AllowFrom, when not empty, is where callbacks may come from
+	// (WXREPLY_ALLOW_FROM): GET and POST /wechat from any other client
+	// address are refused with 403. Empty: from anywhere.
+	AllowFrom []netip.Prefix
+
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client (WXREPLY_TRUSTED_PROXIES); empty: the TCP peer is the client.
+	TrustedProxies []netip.Prefix
+
+	// APIRate is how many requests a second one client may make to
+	// /api/v1, in bursts of up to twice as many (WXREPLY_API_RATE); 0
+	// means no limit.
+	APIRate float64
+
 	// Push turns on the push API under /api/v1; nil (or no APIKey) means off.
 	Push *PushConfig
 
@@ -67,6 +82,11 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	addrs := clientAddrs{trusted: cfg.TrustedProxies}
+	e.IPExtractor = addrs.realIP
+	// The allow-list and the rate limit refuse before the request log: a
+	// flood of refusals costs a counter, not a log line each.
+	e.Use(accessControl(cfg, addrs)...)
 	// The request log wraps the panic recovery, so a request that panicked
 	// still gets its "http request" line, with the 500 it was answered.
 	e.Use(middleware.RequestID(), requestLog(cfg.Logger), recoverPanics(cfg.Logger))

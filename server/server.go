@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -41,6 +42,23 @@ type Config struct {
 	Lease           time.Duration // default delivery.DefaultLease
 	Typing          bool
 	LegacyToken     bool
+
+	// WebhookSecret (WXREPLY_WEBHOOK_SECRET) is the key that webhook
+	// reply items sign their requests with; nothing uses it yet.
+	WebhookSecret string
+
+	// MaxClockSkew is how far a callback's timestamp may be from the
+	// clock (WXREPLY_MAX_CLOCK_SKEW); 0 turns the check off.
+	MaxClockSkew time.Duration
+
+	// AllowFrom, when not empty, is where callbacks may come from
+	// (WXREPLY_ALLOW_FROM); TrustedProxies are the proxies whose
+	// X-Forwarded-For is believed (WXREPLY_TRUSTED_PROXIES).
+	AllowFrom, TrustedProxies []netip.Prefix
+
+	// APIRate is the push API's requests a second per client
+	// (WXREPLY_API_RATE); 0 means no limit.
+	APIRate float64
 
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -129,7 +147,7 @@ func New(cfg Config) (*Server, error) {
 	outbox := delivery.New(do)
 	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now}
 	metrics := handlers.NewMetrics()
-	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine))
+	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine), tokenCollector(client))
 	if lb := cfg.LogBuffer; lb != nil {
 		metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "wxreply_log_lines_dropped_total",
@@ -149,6 +167,11 @@ func New(cfg Config) (*Server, error) {
 		},
 		Now:     cfg.Now,
 		Metrics: metrics,
+
+		MaxClockSkew:   cfg.MaxClockSkew,
+		AllowFrom:      cfg.AllowFrom,
+		TrustedProxies: cfg.TrustedProxies,
+		APIRate:        cfg.APIRate,
 	}
 	if cfg.APIKey != "" {
 		hc.Push = &handlers.PushConfig{APIKey: cfg.APIKey, Outbox: outbox}
