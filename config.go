@@ -350,8 +350,17 @@ func (c *config) server(log *slog.Logger) server.Config {
 		APIBase: c.apiBase, RulesPath: c.rulesPath, APIKey: c.apiKey, Store: c.store,
 		ShutdownTimeout: c.shutdownTimeout, InFlight: c.workers, MaxRetryAge: c.maxRetryAge,
 		Lease: c.lease, Typing: c.typing, LegacyToken: c.legacyToken,
-		WebhookSecret: c.webhookSecret, MaxClockSkew: c.maxClockSkew,
+		WebhookSecret: c.webhookSecret, MaxClockSkew: clockSkew(c.maxClockSkew),
 		AllowFrom: c.allowFrom, TrustedProxies: c.trustedProxies, APIRate: c.apiRate,
 		Logger: log,
 	}
+}
+
+// clockSkew is WXREPLY_MAX_CLOCK_SKEW as server.Config takes it: there the
+// zero value is the default, and off is negative.
+func clockSkew(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -216,7 +216,8 @@ func TestServerConfig(t *testing.T) {
 	if err := off.parse(newFlagSet("serve", &off, env(map[string]string{"WXREPLY_MAX_CLOCK_SKEW": "0", "WXREPLY_API_RATE": "0"}), io.Discard), nil); err != nil {
 		t.Fatal(err)
 	}
-	if sc := off.server(log); sc.MaxClockSkew != 0 || sc.APIRate != 0 || len(off.envErrs) != 0 {
+	// (server.Config's zero MaxClockSkew is its default: off is negative.)
+	if sc := off.server(log); sc.MaxClockSkew >= 0 || sc.APIRate != 0 || len(off.envErrs) != 0 {
 		t.Errorf("0: max clock skew %s, API rate %v, errors %v; want both off", sc.MaxClockSkew, sc.APIRate, off.envErrs)
 	}
 }

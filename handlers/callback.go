@@ -2,11 +2,13 @@ package handlers
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,7 +24,35 @@ type callback struct {
 	log       *slog.Logger
 	inflight  *inflight
 	now       func() time.Time
+	maxSkew   time.Duration // 0: timestamps not checked
+	metrics   *Metrics      // nil: none
+	warned    throttle      // refusals logged at most once a minute each
 }
+
+// ErrQueryReused is what a Responder's error wraps when the callback's
+// signed query was already used for another body: the callback is
+// answered 403.
+var ErrQueryReused = errors.New("signed query already used for another body")
+
+// SignedQuery binds a callback's signed query to its body, for the
+// Responder to record with the callback (see delivery.Request.Query).
+type SignedQuery struct {
+	Key      string    // signature, timestamp and nonce
+	BodyHash []byte    // SHA-256 of the body
+	Until    time.Time // while the timestamp is fresh
+}
+
+type signedQueryKey struct{}
+
+// SignedQueryFrom returns the signed query of the callback ctx belongs to.
+func SignedQueryFrom(ctx context.Context) (SignedQuery, bool) {
+	q, ok := ctx.Value(signedQueryKey{}).(SignedQuery)
+	return q, ok
+}
+
+// UnboundQueryTTL is how long a query is bound to its body when
+// timestamps are not checked (WXREPLY_MAX_CLOCK_SKEW=0).
+const UnboundQueryTTL = 10 * time.Minute
 
 const contentTypeXML = echo.MIMETextXMLCharsetUTF8
 
@@ -48,7 +78,41 @@ func (cb *callback) checkSignature(c echo.Context) error {
 	if !wechat.VerifySignature(cb.token, sig, q.Get("timestamp"), q.Get("nonce")) {
 		return echo.NewHTTPError(http.StatusForbidden, "invalid signature")
 	}
-	return nil
+	return cb.checkFresh(q.Get("timestamp"))
+}
+
+// checkFresh refuses a timestamp further than maxSkew from the clock: a
+// signed URL seen once (a proxy's log, a screenshot) is good for minutes,
+// not for ever.
+func (cb *callback) checkFresh(timestamp string) error {
+	if cb.maxSkew <= 0 {
+		return nil
+	}
+	ts, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusForbidden, "timestamp is not a number")
+	}
+	off := cb.now().Sub(time.Unix(ts, 0))
+	if off <= cb.maxSkew && off >= -cb.maxSkew {
+		return nil
+	}
+	cb.metrics.refuse(RefusedStale)
+	if cb.warned.ok(RefusedStale, cb.now()) {
+		cb.log.Warn("callback refused: its timestamp is too far from this server's clock; check the clock (NTP) if WeChat's own callbacks are refused",
+			"offset", off.Round(time.Second).String(), "max_clock_skew", cb.maxSkew.String())
+	}
+	return echo.NewHTTPError(http.StatusForbidden, "timestamp too old or too far ahead")
+}
+
+// signedQuery is the binding of this request's query to body.
+func (cb *callback) signedQuery(c echo.Context, body []byte) SignedQuery {
+	q := c.QueryParams()
+	h := sha256.Sum256(body)
+	until := cb.now().Add(UnboundQueryTTL)
+	if ts, err := strconv.ParseInt(q.Get("timestamp"), 10, 64); err == nil && cb.maxSkew > 0 {
+		until = time.Unix(ts, 0).Add(cb.maxSkew)
+	}
+	return SignedQuery{Key: q.Get("signature") + ":" + q.Get("timestamp") + ":" + q.Get("nonce"), BodyHash: h[:], Until: until}
 }
 
 // receive is the callback proper. It answers at once: the Responder only
@@ -79,13 +143,28 @@ func (cb *callback) receive(c echo.Context) error {
 	a, first := cb.inflight.begin(key)
 	var reply []byte
 	if first {
-		reply, err = cb.handle(c.Request().Context(), m, key, a)
+		ctx := c.Request().Context()
+		if !encrypted {
+			// msg_signature covers an encrypted body: another body
+			// under the same query fails it. A plaintext body is covered
+			// by nothing but this binding, kept in the store.
+			ctx = context.WithValue(ctx, signedQueryKey{}, cb.signedQuery(c, body))
+		}
+		reply, err = cb.handle(ctx, m, key, a)
 	} else {
 		cb.log.Info("WeChat retry of a callback still being handled: answering with its answer", msgAttrs(m)...)
 		var ok bool
 		if reply, err, ok = a.wait(); !ok {
 			err = errors.New("the first copy is still being handled")
 		}
+	}
+	if errors.Is(err, ErrQueryReused) {
+		cb.metrics.refuse(RefusedReused)
+		if cb.warned.ok(RefusedReused, cb.now()) {
+			cb.log.Warn("callback refused: its signed URL was already used for another message; someone may be replaying a leaked callback URL",
+				msgAttrs(m)...)
+		}
+		return echo.NewHTTPError(http.StatusForbidden, "this signed URL was already used for another message")
 	}
 	if err != nil {
 		// Nothing was recorded: WeChat must not be told success, and
@@ -167,6 +246,16 @@ func (cb *callback) open(c echo.Context, body []byte) (m *wechat.Message, encryp
 		return nil, false, badXML(err)
 	}
 	if c.QueryParam("encrypt_type") != "aes" && outer.Encrypt == "" {
+		if cb.cipher != nil {
+			// The plain signature covers the token, timestamp and nonce,
+			// not the body: with a key configured only a body under
+			// msg_signature is WeChat's.
+			cb.metrics.refuse(RefusedPlaintext)
+			if cb.warned.ok(RefusedPlaintext, cb.now()) {
+				cb.log.Warn("plaintext callback refused: an EncodingAESKey is configured, so only encrypted callbacks are taken; if the MP console is in plaintext mode, switch it to compatible or safe mode (see the README)")
+			}
+			return nil, false, echo.NewHTTPError(http.StatusForbidden, "plaintext callback refused: this server takes encrypted callbacks only")
+		}
 		return outer, false, nil
 	}
 	if cb.cipher == nil {
@@ -209,4 +298,25 @@ func badXML(err error) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "XML with DOCTYPE or entities is refused")
 	}
 	return echo.NewHTTPError(http.StatusBadRequest, "malformed XML").SetInternal(err)
+}
+
+// throttle lets a log line through once a minute per kind, so that an
+// outsider replaying refused requests at full speed does not fill the log
+// (the metric counts every one).
+type throttle struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (t *throttle) ok(kind string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		t.last = make(map[string]time.Time)
+	}
+	if last, seen := t.last[kind]; seen && now.Sub(last) < time.Minute {
+		return false
+	}
+	t.last[kind] = now
+	return true
 }

@@ -184,53 +184,99 @@ func TestOtherMethods(t *testing.T) {
 // TestRetryAnsweredInItsOwnMode: a retry that arrives while the first
 // copy is being handled gets that copy's passive reply, encrypted and
 // signed for the retry itself, not a copy of the bytes the first copy was
-// sent. (Retries recognised later, by the store, are tested with the real
-// Responder in callback_store_test.go.)
+// sent. With a key every copy is encrypted (safe or compatible mode) and
+// a plaintext copy is refused at once, without waiting on the first;
+// without a key, compatible mode is answered in plaintext. (Retries
+// recognised later, by the store, are tested with the real Responder in
+// callback_store_test.go.)
 func TestRetryAnsweredInItsOwnMode(t *testing.T) {
 	cipher := testCipher(t)
-	safe := capture(t, "safe", "text.xml")
-	env, err := wechat.ParseMessage(safe)
-	if err != nil {
-		t.Fatal(err)
+	copyOf := func(mode string) func(string) <-chan string {
+		body := capture(t, mode, "text.xml")
+		env, err := wechat.ParseMessage(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func(base string) <-chan string { return postAsync(t, signedURL(base, env.Encrypt), body) }
 	}
-	plainCopy := func(base string) <-chan string {
-		return postAsync(t, signedURL(base, ""), capture(t, "plain", "text.xml"))
-	}
-	safeCopy := func(base string) <-chan string { return postAsync(t, signedURL(base, env.Encrypt), safe) }
+	plainCopy, safeCopy, compatCopy := copyOf("plain"), copyOf("safe"), copyOf("compat")
 	for _, tt := range []struct {
 		name                 string
+		key                  bool
 		first, retry         func(string) <-chan string
 		firstEnc, wantRetEnc bool
+		retryRefused         bool // 403 at once
 	}{
-		{"plaintext, then encrypted", plainCopy, safeCopy, false, true},
-		{"encrypted, then plaintext", safeCopy, plainCopy, true, false},
-		{"encrypted twice", safeCopy, safeCopy, true, true},
+		{"encrypted twice", true, safeCopy, safeCopy, true, true, false},
+		{"encrypted, then compatible mode", true, safeCopy, compatCopy, true, true, false},
+		{"compatible mode, then encrypted", true, compatCopy, safeCopy, true, true, false},
+		{"encrypted, then plaintext under a key", true, safeCopy, plainCopy, true, false, true},
+		{"plaintext, then compatible mode without a key", false, plainCopy, compatCopy, false, false, false},
+		{"compatible mode without a key, then plaintext", false, compatCopy, plainCopy, false, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "once"}}}
-			srv, logs := newLoggedServer(t, rec, cipher)
+			var srvCipher *wechat.Cipher
+			if tt.key {
+				srvCipher = cipher
+			}
+			srv, logs := newLoggedServer(t, rec, srvCipher)
 			release := rec.holdCalls(t)
 			first := tt.first(srv.URL)
 			rec.waitCalls(t, 1)
 			retry := tt.retry(srv.URL)
-			logs.waitFor(t, retryWaiting, 1)
-			release()
-			for _, c := range []struct {
-				name      string
-				ch        <-chan string
-				encrypted bool
-			}{{"first copy", first, tt.firstEnc}, {"retry", retry, tt.wantRetEnc}} {
-				code, body := answerOf(t, c.ch)
-				if code != 200 {
-					t.Fatalf("%s: %d %q", c.name, code, body)
+			if tt.retryRefused {
+				// Answered while the first copy is still held.
+				if code, body := answerOf(t, retry); code != http.StatusForbidden {
+					t.Fatalf("retry: %d %q, want 403", code, body)
 				}
-				checkReplyMode(t, cipher, c.name, body, c.encrypted, "once")
+				release()
+				code, body := answerOf(t, first)
+				if code != 200 {
+					t.Fatalf("first copy: %d %q", code, body)
+				}
+				checkReplyMode(t, cipher, "first copy", body, tt.firstEnc, "once")
+				if n := strings.Count(logs.String(), retryWaiting); n != 0 {
+					t.Errorf("a refused copy waited on the first: %q logged %d times", retryWaiting, n)
+				}
+			} else {
+				logs.waitFor(t, retryWaiting, 1)
+				release()
+				for _, c := range []struct {
+					name      string
+					ch        <-chan string
+					encrypted bool
+				}{{"first copy", first, tt.firstEnc}, {"retry", retry, tt.wantRetEnc}} {
+					code, body := answerOf(t, c.ch)
+					if code != 200 {
+						t.Fatalf("%s: %d %q", c.name, code, body)
+					}
+					checkReplyMode(t, cipher, c.name, body, c.encrypted, "once")
+				}
 			}
 			if n := len(rec.messages()); n != 1 {
 				t.Fatalf("responder saw %d copies, want 1", n)
 			}
 		})
 	}
+	t.Run("plaintext first under a key", func(t *testing.T) {
+		rec := &recorder{passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "once"}}}
+		srv := newTestServer(t, rec, cipher)
+		if code, body := answerOf(t, plainCopy(srv.URL)); code != http.StatusForbidden {
+			t.Fatalf("plaintext copy: %d %q, want 403", code, body)
+		}
+		if n := len(rec.messages()); n != 0 {
+			t.Fatalf("responder saw %d copies of a refused plaintext body, want 0", n)
+		}
+		code, body := answerOf(t, safeCopy(srv.URL))
+		if code != 200 {
+			t.Fatalf("encrypted copy: %d %q", code, body)
+		}
+		checkReplyMode(t, cipher, "encrypted copy", body, true, "once")
+		if n := len(rec.messages()); n != 1 {
+			t.Fatalf("responder saw %d copies, want 1", n)
+		}
+	})
 }
 
 // checkReplyMode checks that body is a passive reply saying want, in

@@ -283,31 +283,40 @@ func TestReceivePlaintext(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	rec := &recorder{}
-	srv := newTestServer(t, rec, testCipher(t))
+	// The plaintext cases go to a plaintext-mode account: with a key, a
+	// plaintext body is refused before it is looked at (the last cases).
+	plain := newTestServer(t, rec, nil)
+	keyed := newTestServer(t, rec, testCipher(t))
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	plainQuery := wechat.CallbackQuery(testToken, ts, "n", "o", "")
 	big := append([]byte("<xml><Content><![CDATA["), make([]byte, MaxBodyBytes)...)
 	tests := []struct {
 		name     string
-		url      string
+		srv      *httptest.Server
+		url      string // after the server's URL
 		body     string
 		wantCode int
 	}{
-		{"no signature", srv.URL + "/wechat", "<xml/>", 401},
-		{"wrong signature", srv.URL + "/wechat?signature=deadbeef&timestamp=1&nonce=2", "<xml/>", 403},
-		{"malformed XML", srv.URL + "/wechat?" + plainQuery.Encode(), "<xml><MsgType>text</MsgType>", 400},
-		{"not XML", srv.URL + "/wechat?" + plainQuery.Encode(), "hello", 400},
-		{"empty body", srv.URL + "/wechat?" + plainQuery.Encode(), "", 400},
-		{"empty message", srv.URL + "/wechat?" + plainQuery.Encode(), "<xml/>", 400},
-		{"no FromUserName", srv.URL + "/wechat?" + plainQuery.Encode(), "<xml><MsgType>text</MsgType><MsgId>1</MsgId></xml>", 400},
-		{"no MsgType", srv.URL + "/wechat?" + plainQuery.Encode(), "<xml><FromUserName>o</FromUserName><MsgId>2</MsgId></xml>", 400},
-		{"DOCTYPE", srv.URL + "/wechat?" + plainQuery.Encode(), `<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "y">]><xml><Content>&x;</Content></xml>`, 400},
-		{"over 64 KiB", srv.URL + "/wechat?" + plainQuery.Encode(), string(big), 413},
-		{"aes without Encrypt", srv.URL + "/wechat?" + wechat.CallbackQuery(testToken, ts, "n", "o", "x").Encode(), "<xml><ToUserName>a</ToUserName></xml>", 400},
+		{"no signature", plain, "/wechat", "<xml/>", 401},
+		{"wrong signature", plain, "/wechat?signature=deadbeef&timestamp=1&nonce=2", "<xml/>", 403},
+		{"malformed XML", plain, "/wechat?" + plainQuery.Encode(), "<xml><MsgType>text</MsgType>", 400},
+		{"not XML", plain, "/wechat?" + plainQuery.Encode(), "hello", 400},
+		{"empty body", plain, "/wechat?" + plainQuery.Encode(), "", 400},
+		{"empty message", plain, "/wechat?" + plainQuery.Encode(), "<xml/>", 400},
+		{"no FromUserName", plain, "/wechat?" + plainQuery.Encode(), "<xml><MsgType>text</MsgType><MsgId>1</MsgId></xml>", 400},
+		{"no MsgType", plain, "/wechat?" + plainQuery.Encode(), "<xml><FromUserName>o</FromUserName><MsgId>2</MsgId></xml>", 400},
+		{"DOCTYPE", plain, "/wechat?" + plainQuery.Encode(), `<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "y">]><xml><Content>&x;</Content></xml>`, 400},
+		{"over 64 KiB", plain, "/wechat?" + plainQuery.Encode(), string(big), 413},
+		{"no signature, with a key", keyed, "/wechat", "<xml/>", 401},
+		{"wrong signature, with a key", keyed, "/wechat?signature=deadbeef&timestamp=1&nonce=2", "<xml/>", 403},
+		{"over 64 KiB, with a key", keyed, "/wechat?" + plainQuery.Encode(), string(big), 413},
+		{"aes without Encrypt", keyed, "/wechat?" + wechat.CallbackQuery(testToken, ts, "n", "o", "x").Encode(), "<xml><ToUserName>a</ToUserName></xml>", 400},
+		{"plaintext with a key", keyed, "/wechat?" + plainQuery.Encode(), string(capture(t, "plain", "text.xml")), 403},
+		{"plaintext without FromUserName, with a key", keyed, "/wechat?" + plainQuery.Encode(), "<xml><MsgType>text</MsgType><MsgId>1</MsgId></xml>", 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, body := post(t, tt.url, []byte(tt.body))
+			code, body := post(t, tt.srv.URL+tt.url, []byte(tt.body))
 			if code != tt.wantCode {
 				t.Fatalf("status %d, want %d (%s)", code, tt.wantCode, body)
 			}
@@ -316,10 +325,17 @@ func TestBadInput(t *testing.T) {
 	if n := len(rec.messages()); n != 0 {
 		t.Errorf("responder saw %d messages from bad input, want 0", n)
 	}
-	// The server is still healthy afterwards.
-	code, _ := post(t, signedURL(srv.URL, ""), capture(t, "plain", "text.xml"))
-	if code != 200 {
-		t.Fatalf("after bad input a good callback got %d", code)
+	// Both servers are still healthy afterwards.
+	if code, body := post(t, signedURL(plain.URL, ""), capture(t, "plain", "text.xml")); code != 200 {
+		t.Fatalf("after bad input a good plaintext callback got %d %q", code, body)
+	}
+	safe := capture(t, "safe", "text.xml")
+	env, err := wechat.ParseMessage(safe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(t, signedURL(keyed.URL, env.Encrypt), safe); code != 200 {
+		t.Fatalf("after bad input a good encrypted callback got %d %q", code, body)
 	}
 }
 
@@ -478,41 +494,61 @@ func TestRetryDuringFirstCopy(t *testing.T) {
 // TestResponderErrorAnswered503: a Responder that could not record the
 // callback makes the server answer 503, never 200 or "success", so that
 // WeChat tries again; and the next copy is handed to the Responder again.
+// A plaintext account and one with a key fail the same way; a plaintext
+// body under a key is refused (403) before the Responder is asked.
 func TestResponderErrorAnswered503(t *testing.T) {
 	cipher := testCipher(t)
 	rec := &recorder{err: errors.New("store unavailable"),
 		passive: &wechat.CustomMessage{MsgType: "text", Text: &wechat.Text{Content: "recorded"}}}
-	srv := newTestServer(t, rec, cipher)
-	safe := capture(t, "safe", "text.xml")
-	env, err := wechat.ParseMessage(safe)
-	if err != nil {
-		t.Fatal(err)
+	plain := newTestServer(t, rec, nil)
+	keyed := newTestServer(t, rec, cipher)
+	sealed := func(name string) (string, []byte) {
+		body := capture(t, "safe", name)
+		env, err := wechat.ParseMessage(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signedURL(keyed.URL, env.Encrypt), body
 	}
+	safeURL, safe := sealed("text.xml")
+	safeEventURL, safeEvent := sealed("event_subscribe.xml")
 	for _, tc := range []struct {
 		name string
 		url  string
 		body []byte
 	}{
-		{"plaintext", signedURL(srv.URL, ""), capture(t, "plain", "text.xml")},
-		{"encrypted", signedURL(srv.URL, env.Encrypt), safe},
-		{"event", signedURL(srv.URL, ""), capture(t, "plain", "event_subscribe.xml")},
+		{"plaintext", signedURL(plain.URL, ""), capture(t, "plain", "text.xml")},
+		{"event", signedURL(plain.URL, ""), capture(t, "plain", "event_subscribe.xml")},
+		{"encrypted", safeURL, safe},
+		{"encrypted event", safeEventURL, safeEvent},
 	} {
 		code, body := post(t, tc.url, tc.body)
 		if code != http.StatusServiceUnavailable || strings.Contains(body, "success") {
 			t.Errorf("%s: answered %d %q, want 503 and not success", tc.name, code, body)
 		}
 	}
-	if n := len(rec.messages()); n != 3 {
-		t.Fatalf("responder saw %d messages, want 3", n)
+	if n := len(rec.messages()); n != 4 {
+		t.Fatalf("responder saw %d messages, want 4", n)
+	}
+	if code, body := post(t, signedURL(keyed.URL, ""), capture(t, "plain", "text.xml")); code != http.StatusForbidden {
+		t.Errorf("plaintext with a key: answered %d %q, want 403", code, body)
+	}
+	if n := len(rec.messages()); n != 4 {
+		t.Fatalf("responder saw %d messages, want 4: a plaintext body under a key is not handled", n)
 	}
 	// Nothing of the failure is remembered: WeChat's retry is handled.
 	rec.setErr(nil)
-	code, body := post(t, signedURL(srv.URL, ""), capture(t, "plain", "text.xml"))
+	code, body := post(t, signedURL(plain.URL, ""), capture(t, "plain", "text.xml"))
 	if code != 200 || !strings.Contains(body, "recorded") {
 		t.Fatalf("retry after the failure: %d %q, want 200 and the passive reply", code, body)
 	}
-	if n := len(rec.messages()); n != 4 {
-		t.Fatalf("responder saw %d messages, want 4: the retry after a failure must be handled", n)
+	code, body = post(t, safeURL, safe)
+	if code != 200 {
+		t.Fatalf("encrypted retry after the failure: %d %q, want 200", code, body)
+	}
+	checkReplyMode(t, cipher, "encrypted retry after the failure", body, true, "recorded")
+	if n := len(rec.messages()); n != 6 {
+		t.Fatalf("responder saw %d messages, want 6: the retries after a failure must be handled", n)
 	}
 }
 

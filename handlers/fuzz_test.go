@@ -257,13 +257,18 @@ func TestHealthyAfterGarbage(t *testing.T) {
 	wg.Wait()
 
 	before := rec.n.Load()
-	good := wechat.CallbackQuery(testToken, strconv.FormatInt(time.Now().Unix(), 10), "n", "o", "")
 	msg := []byte("<xml><ToUserName>gh_test0000001</ToUserName><FromUserName>oAFTER</FromUserName>" +
 		"<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>still there?</Content><MsgId>987654321</MsgId></xml>")
-	code, body := post(t, srv.URL+"/wechat?"+good.Encode(), msg)
-	if code != 200 || !strings.Contains(body, "still there?") || rec.n.Load() != before+1 {
+	enc, err := cipher.Encrypt(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := wechat.CallbackQuery(testToken, strconv.FormatInt(time.Now().Unix(), 10), "n", "o", enc)
+	code, body := post(t, srv.URL+"/wechat?"+good.Encode(), wechat.SafeModeBody("gh_test0000001", enc))
+	if code != 200 || rec.n.Load() != before+1 {
 		t.Fatalf("after the burst a good callback got %d %q", code, body)
 	}
+	checkReplyMode(t, cipher, "after the burst", body, true, "still there?")
 	resp, err := http.Get(srv.URL + "/healthz")
 	if err != nil {
 		t.Fatal(err)

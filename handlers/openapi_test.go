@@ -145,6 +145,7 @@ type pushCase struct {
 	body   string
 	header map[string]string
 	setup  func(t *testing.T, e *pushEnv, postedID string) // before the request, after the setup post
+	rate   float64                                         // the API's rate limit; 0: none
 }
 
 func TestOpenAPIMatchesAnswers(t *testing.T) {
@@ -182,6 +183,15 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 			}
 		}
 	}
+	// slow is a rate whose burst is one request: the next is 429.
+	const slow = 0.001
+	spendBurst := func(path, body string) func(*testing.T, *pushEnv, string) {
+		return func(t *testing.T, e *pushEnv, _ string) {
+			if r := call(t, "POST", e.url(path), body, auth()); r.Code != 202 {
+				t.Fatalf("setup: %d %s", r.Code, r.Raw)
+			}
+		}
+	}
 	const msgs, tpls = "post /api/v1/messages", "post /api/v1/templates"
 	const getMsg, getTpl = "get /api/v1/messages/{id}", "get /api/v1/templates/{id}"
 	cases := []pushCase{
@@ -198,6 +208,11 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 		{name: "key used for another body", op: msgs, body: validText, header: withKey("used"),
 			setup: keyUsedFor("/api/v1/messages", `{"touser":"o","msgtype":"text","text":{"content":"other"}}`)},
 		{name: "store unavailable", op: msgs, body: validText, setup: closeStore},
+		{name: "rate limited", op: msgs, body: validText, rate: slow, setup: spendBurst("/api/v1/messages", validText)},
+		{name: "template rate limited", op: tpls, body: validTemplate, rate: slow, setup: spendBurst("/api/v1/templates", validTemplate)},
+		// The post that made the id spent the burst.
+		{name: "status rate limited", op: getMsg, rate: slow},
+		{name: "template status rate limited", op: getTpl, rate: slow},
 		{name: "shutting down", op: msgs, body: validText, setup: shutDown},
 
 		{name: "template queued", op: tpls, body: validTemplate},
@@ -226,7 +241,7 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 	given := map[string]bool{} // "op code" answered by some case
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newPushEnv(t, pushOptions{})
+			env := newPushEnv(t, pushOptions{apiRate: tc.rate})
 			env.closeWindow(t, "oClosed")
 			srv := env.srv
 			method, tmpl, _ := strings.Cut(tc.op, " ")

@@ -36,8 +36,9 @@ type pushEnv struct {
 }
 
 type pushOptions struct {
-	start bool                        // start the engine: items are sent to the fake API
-	wrap  func(PushOutbox) PushOutbox // put something in front of the engine
+	start   bool                        // start the engine: items are sent to the fake API
+	wrap    func(PushOutbox) PushOutbox // put something in front of the engine
+	apiRate float64                     // Config.APIRate; 0: no limit
 }
 
 func newPushEnv(t testing.TB, o pushOptions) *pushEnv {
@@ -72,7 +73,7 @@ func newPushEnv(t testing.TB, o pushOptions) *pushEnv {
 	if o.wrap != nil {
 		out = o.wrap(out)
 	}
-	e.srv = pushServer(t, &PushConfig{APIKey: testAPIKey, Outbox: out})
+	e.srv = pushServerRate(t, &PushConfig{APIKey: testAPIKey, Outbox: out}, o.apiRate)
 	return e
 }
 
@@ -185,11 +186,18 @@ func newFaultyEnv(t testing.TB) (*pushEnv, *faultyOutbox) {
 // pushServer starts the real Echo server with the push API on loopback.
 func pushServer(t testing.TB, push *PushConfig) *httptest.Server {
 	t.Helper()
+	return pushServerRate(t, push, 0)
+}
+
+// pushServerRate is pushServer with Config.APIRate.
+func pushServerRate(t testing.TB, push *PushConfig, rate float64) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewServer(New(Config{
 		Token:     "token",
 		Responder: nopResponder{},
 		Logger:    discardLog,
 		Push:      push,
+		APIRate:   rate,
 	}))
 	t.Cleanup(srv.Close)
 	return srv

@@ -102,6 +102,8 @@ func New(cfg Config) *echo.Echo {
 		log:       cfg.Logger,
 		inflight:  newInflight(),
 		now:       cfg.Now,
+		maxSkew:   cfg.MaxClockSkew,
+		metrics:   cfg.Metrics,
 	}
 	e.GET("/wechat", cb.verifyURL)
 	e.POST("/wechat", cb.receive)

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"github.com/wxreply/wxreply/delivery"
 	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/rules"
+	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 )
 
@@ -86,7 +89,13 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 		// recognised: one that caused nothing causes nothing again.
 		req.Dedupe = m.DedupeKey()
 	}
+	if q, ok := handlers.SignedQueryFrom(ctx); ok {
+		req.Query, req.QueryBody, req.QueryUntil = q.Key, q.BodyHash, q.Until
+	}
 	acc, err := r.Outbox.Accept(ctx, req)
+	if errors.Is(err, store.ErrQueryReused) {
+		return nil, fmt.Errorf("%w: %w", handlers.ErrQueryReused, err)
+	}
 	if err != nil {
 		r.Logger.ErrorContext(ctx, "callback not recorded: answering 503 so that WeChat retries",
 			"openid", m.FromUserName, "msg_id", msgIDOf(m), "rule", strings.Join(d.Rules, ","), "error", err)

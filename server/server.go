@@ -47,8 +47,10 @@ type Config struct {
 	// reply items sign their requests with; nothing uses it yet.
 	WebhookSecret string
 
-	// MaxClockSkew is how far a callback's timestamp may be from the
-	// clock (WXREPLY_MAX_CLOCK_SKEW); 0 turns the check off.
+	// MaxClockSkew is WXREPLY_MAX_CLOCK_SKEW: how far a callback's
+	// timestamp may be from Now before it is refused with 403. The zero
+	// value means the default, DefaultMaxClockSkew; a negative value
+	// turns the check off (the contract's WXREPLY_MAX_CLOCK_SKEW=0).
 	MaxClockSkew time.Duration
 
 	// AllowFrom, when not empty, is where callbacks may come from
@@ -70,6 +72,19 @@ type Config struct {
 	// Delivery, when set, adjusts the outbox's options after the
 	// defaults are filled in: tests shorten backoffs with it.
 	Delivery func(*delivery.Options)
+}
+
+// DefaultMaxClockSkew is Config.MaxClockSkew's default.
+const DefaultMaxClockSkew = 5 * time.Minute
+
+// dedupeTTL is how long a callback's retry mark is kept: for as long as a
+// replay of its (query, body) could pass the freshness check — twice the
+// skew, or twice the time a query stays bound when the check is off.
+func dedupeTTL(skew time.Duration) time.Duration {
+	if skew <= 0 {
+		return 2 * handlers.UnboundQueryTTL
+	}
+	return max(delivery.DefaultDedupeTTL, 2*skew)
 }
 
 // Server is one wired wxreply.
@@ -98,6 +113,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.APIBase == "" {
 		cfg.APIBase = "https://api.weixin.qq.com"
+	}
+	// skew is the effective maximum, 0 when the check is off, as
+	// handlers.Config takes it.
+	skew := cfg.MaxClockSkew
+	switch {
+	case skew == 0:
+		skew = DefaultMaxClockSkew
+	case skew < 0:
+		skew = 0
 	}
 	log := cfg.Logger
 	var cipher *wechat.Cipher
@@ -140,6 +164,9 @@ func New(cfg Config) (*Server, error) {
 		Typing:   cfg.Typing,
 		Logger:   log,
 		Now:      cfg.Now,
+		// A replay of a callback's (query, body) is recognised as the
+		// retry it looks like for as long as its timestamp is fresh.
+		DedupeTTL: dedupeTTL(skew),
 	}
 	if cfg.Delivery != nil {
 		cfg.Delivery(&do)
@@ -168,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 		Now:     cfg.Now,
 		Metrics: metrics,
 
-		MaxClockSkew:   cfg.MaxClockSkew,
+		MaxClockSkew:   skew,
 		AllowFrom:      cfg.AllowFrom,
 		TrustedProxies: cfg.TrustedProxies,
 		APIRate:        cfg.APIRate,

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -45,19 +44,14 @@ func TestWrkBinary(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "wxreply.log")
 	srv := startQuiet(t, logFile, append(wx.env(filepath.Join(t.TempDir(), "data"), rules), "WXREPLY_LOG_LEVEL=info"))
 
-	target := func(base string) string {
-		return base + "/wechat?" + wechat.CallbackQuery(testToken, "1700000000", "n", "oWRK", "").Encode()
-	}
 	delivered := func() int { return len(wx.api.Accepted(wechat.PathCustomSend)) }
 	run := 0
 	load := func(name, base string) wrkResult {
 		run++
-		msgIDs := strconv.Itoa(run * 1_000_000_000) // each run its own MsgIds
-		out, err := exec.Command("wrk", "-t1", "-c32", "-d"+duration, "--latency", "-s", script, target(base), "--", msgIDs).CombinedOutput()
+		r, err := runWrk(t, script, base, 32, duration, run*1_000_000_000) // each run its own MsgIds
 		if err != nil {
-			t.Fatalf("wrk: %v\n%s", err, out)
+			t.Fatal(err)
 		}
-		r := parseWrk(t, string(out))
 		t.Logf("%-28s %8.0f req/s  p50 %-8s p99 %-8s non-2xx %d", name, r.rps, r.p50, r.p99, r.non2xx)
 		if r.non2xx != 0 {
 			t.Errorf("%s: %d non-2xx answers", name, r.non2xx)

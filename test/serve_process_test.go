@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -166,10 +167,10 @@ func TestSecondSignalForcesExit(t *testing.T) {
 }
 
 // TestProcessLogsNoSecrets runs the binary with every secret set, at
-// debug level, through URL verification, plaintext and encrypted
-// callbacks, bad signatures, the push API with a wrong and a right key,
-// a revoked access token, SIGHUP and SIGTERM, and checks no secret
-// reached its output.
+// debug level, through URL verification (fresh and stale), encrypted
+// callbacks, a refused plaintext one, bad signatures, the push API with a
+// wrong and a right key, a revoked access token, SIGHUP and SIGTERM, and
+// checks no secret reached its output.
 func TestProcessLogsNoSecrets(t *testing.T) {
 	const apiKey = "push-api-key-must-never-be-logged"
 	api := wechattest.NewServer(wechattest.WithCredentials(testAppID, testAppSecret))
@@ -190,11 +191,27 @@ func TestProcessLogsNoSecrets(t *testing.T) {
 		tokens = append(tokens, tok)
 	}
 
-	verify := url.Values{"signature": {wechat.Signature(testToken, "1", "2")}, "timestamp": {"1"}, "nonce": {"2"}, "echostr": {"e"}}
-	for _, q := range []string{verify.Encode(), "signature=bad&timestamp=1&nonce=2&echostr=e"} {
+	// The account has a key: its callbacks come encrypted, and a
+	// plaintext one is refused (and logged).
+	cipher, err := wechat.NewCipher(testAESKey, testAppID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := func(msg []byte) []byte {
+		enc, err := cipher.Encrypt(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wechat.SafeModeBody("gh_test0000001", enc)
+	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
+	verify := url.Values{"signature": {wechat.Signature(testToken, now, "2")}, "timestamp": {now}, "nonce": {"2"}, "echostr": {"e"}}
+	stale := url.Values{"signature": {wechat.Signature(testToken, "1", "2")}, "timestamp": {"1"}, "nonce": {"2"}, "echostr": {"e"}}
+	for _, q := range []string{verify.Encode(), stale.Encode(), "signature=bad&timestamp=1&nonce=2&echostr=e"} {
 		get(t, p.base+"/wechat?"+q)
 	}
-	postCallback(t, p.base, text("oSECRET_user_1", "hi", 8_000_001))
+	postCallback(t, p.base, sealed(text("oSECRET_user_1", "hi", 8_000_001)))
+	postCallback(t, p.base, text("oSECRET_user_1", "hi", 8_000_003)) // plaintext: refused
 	postCallback(t, p.base, capture(t, "safe", "text.xml"))
 	postCallback(t, p.base, capture(t, "compat", "event_subscribe.xml"))
 	post(t, p.base+"/wechat?signature=bad&timestamp=1&nonce=2&encrypt_type=aes&msg_signature=bad", "", "<xml/>")
@@ -203,7 +220,7 @@ func TestProcessLogsNoSecrets(t *testing.T) {
 	}
 	token()
 	api.InvalidateTokens()
-	postCallback(t, p.base, text("oSECRET_user_1", "hello", 8_000_002))
+	postCallback(t, p.base, sealed(text("oSECRET_user_1", "hello", 8_000_002)))
 	msg := `{"touser":"oSECRET_user_1","msgtype":"text","text":{"content":"pushed"}}`
 	post(t, p.base+"/api/v1/messages", "Bearer wrong-"+apiKey, msg)
 	post(t, p.base+"/api/v1/messages", "Bearer "+apiKey, msg)

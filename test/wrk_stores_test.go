@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,14 +43,11 @@ func TestWrkStores(t *testing.T) {
 	redisSrv := storetest.StartRedis(t, storetest.RedisServerOptions{})
 	var run atomic.Int64 // wrk runs at once for two instances
 	wrk := func(base string, conns int) wrkResult {
-		msgIDs := strconv.FormatInt(run.Add(1)*1_000_000_000, 10)
-		target := base + "/wechat?" + wechat.CallbackQuery(testToken, "1700000000", "n", "oWRK", "").Encode()
-		out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+duration, "--latency", "-s", script, target, "--", msgIDs).CombinedOutput()
+		r, err := runWrk(t, script, base, conns, duration, int(run.Add(1))*1_000_000_000)
 		if err != nil {
-			t.Errorf("wrk: %v\n%s", err, out)
-			return wrkResult{}
+			t.Error(err)
 		}
-		return parseWrk(t, string(out))
+		return r
 	}
 	type figures struct {
 		rps, sends float64
