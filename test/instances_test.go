@@ -1,8 +1,10 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -570,4 +572,61 @@ func TestTwoInstancesRideOutRedisRestart(t *testing.T) {
 			t.Errorf("%s received %q, want %q", openid, got, wantUser)
 		}
 	}
+}
+
+// One signed query, one body, on every instance: the query seen with one
+// body at A is refused at B for another body (an outsider replaying a
+// leaked URL with a message of their own), while the same body at B is
+// WeChat's retry, answered as one.
+func TestTwoInstancesOneQueryOneBody(t *testing.T) {
+	wx := newFakeWeChat(t, apiLatency)
+	ps := startPair(t, wx, redisStore(t, storetest.RedisURL(t)), writeInstanceRules(t))
+	a, b := ps[0].base, ps[1].base
+	first := text("oINST_query_0001", "m-first", 9_500_000_001)
+	u, err := signedCallbackURL(a, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	postTo := func(base string, body []byte) (int, string) {
+		t.Helper()
+		resp, err := http.Post(base+strings.TrimPrefix(u, a), "text/xml", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	if code, out := postTo(a, first); code != 200 {
+		t.Fatalf("first body at A: %d %s", code, out)
+	}
+	forged := text("oINST_query_invented", "m-forged", 9_500_000_002)
+	if code, out := postTo(b, forged); code != 403 {
+		t.Fatalf("another body under the same query at B: %d %s, want 403", code, out)
+	}
+	if code, out := postTo(b, first); code != 200 || out != "success" {
+		t.Fatalf("the same body at B: %d %q, want 200 success", code, out)
+	}
+	wx.waitText(t, "oINST_query_0001", "r m-first")
+	// A later message of the user's goes out after the first: had the
+	// forged or repeated copy been sent, it would be there before it.
+	if code, out := tryPost(t, b, text("oINST_query_0001", "m-later", 9_500_000_003)); code != 200 {
+		t.Fatalf("a later message: %d %s", code, out)
+	}
+	wx.waitText(t, "oINST_query_0001", "r m-later")
+	if got := wx.acceptedFor("oINST_query_0001"); len(got) != 2 {
+		t.Errorf("the user got %q, want the first reply once, then the later one", got)
+	}
+	if n := wx.callsFor("oINST_query_invented"); n != 0 {
+		t.Errorf("%d calls to the invented openid, want none", n)
+	}
+}
+
+func tryPost(t *testing.T, base string, body []byte) (int, string) {
+	t.Helper()
+	code, out, err := tryCallback(base, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, out
 }
