@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -189,6 +190,9 @@ func startServer(t *testing.T, c *config) string {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, ln, nil) }()
 	t.Cleanup(func() {
+		// A connection the client's pool dialled and never used is new
+		// to the server, which Shutdown waits on for 5 s: close them.
+		http.DefaultClient.CloseIdleConnections()
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("server shutdown: %v", err)
