@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/patrickmn/go-cache"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -105,8 +104,8 @@ type Client struct {
 
 	refusals                         refusals
 	tokenFetches, tokenFetchFailures atomic.Int64
-	media                            *cache.Cache // mediaKey → mediaEntry
-	kept                             MediaStore   // nil: uploads are remembered in memory only
+	media                            *ttlCache[string, mediaEntry] // mediaKey → the upload
+	kept                             MediaStore                    // nil: uploads are remembered in memory only
 	flight                           singleflight.Group
 
 	tokenStore TokenStore // nil: the token is this Client's alone
@@ -131,10 +130,8 @@ func NewClient(o ClientOptions) *Client {
 		tokens:        newTokenCache(),
 		now:           o.Now,
 		tokenStore:    o.TokenStore,
-		// No janitor goroutine: expired entries are skipped on read and
-		// an entry is replaced on the next upload of the same file.
-		media: cache.New(cache.NoExpiration, 0),
-		kept:  o.MediaStore,
+		media:         newTTLCache[string, mediaEntry](),
+		kept:          o.MediaStore,
 	}
 	if c.base == "" {
 		c.base = DefaultAPIBase

@@ -157,11 +157,10 @@ func (c *Client) isCached(key string, fi os.FileInfo) bool {
 }
 
 func (c *Client) cachedMedia(key string, fi os.FileInfo) (string, bool) {
-	v, ok := c.media.Get(key)
+	e, ok := c.media.Get(key)
 	if !ok {
 		return "", false
 	}
-	e := v.(mediaEntry)
 	if e.size != fi.Size() || !e.mod.Equal(fi.ModTime()) {
 		return "", false
 	}

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/patrickmn/go-cache"
 )
 
 // ErrNoCredentials is returned by calls that need an access token when the
@@ -76,7 +74,7 @@ type TokenStore interface {
 // call just fetched.
 type tokenCache struct {
 	mu sync.Mutex
-	c  *cache.Cache
+	c  *ttlCache[string, string] // tokenKey → the token
 
 	// The last failed fetch, given back to callers until failUntil.
 	failErr   error
@@ -85,15 +83,11 @@ type tokenCache struct {
 }
 
 func newTokenCache() *tokenCache {
-	return &tokenCache{c: cache.New(cache.NoExpiration, 0)}
+	return &tokenCache{c: newTTLCache[string, string]()}
 }
 
 func (t *tokenCache) get() (string, bool) {
-	v, ok := t.c.Get(tokenKey)
-	if !ok {
-		return "", false
-	}
-	return v.(string), true
+	return t.c.Get(tokenKey)
 }
 
 func (t *tokenCache) set(tok string, ttl time.Duration) {
