@@ -3,17 +3,17 @@ package handlers
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
 
 	"github.com/wxreply/wxreply/store"
 )
@@ -22,119 +22,100 @@ import (
 // server gives is a documented response of its operation, with the
 // documented headers and a body valid against the documented schema (and
 // no undocumented fields); every documented response is given by some
-// request; and the spec's request examples are accepted.
+// request; and the spec's request examples are accepted. The spec is read
+// and answers are validated by kin-openapi, a full OpenAPI 3
+// implementation, not by a subset written here.
 
-// openAPI is openapi.yaml decoded generically, with the few lookups the
-// test needs.
-type openAPI struct{ doc map[string]any }
-
-func loadOpenAPI(t *testing.T) openAPI {
+// loadOpenAPI loads openapi.yaml and checks that it is a valid OpenAPI 3
+// document (which refuses unknown keys: a misspelt keyword is an error,
+// not a check silently skipped). The schemas of responses are closed: an
+// object without additionalProperties takes no field its properties do
+// not name, so that the spec cannot fall behind the code.
+func loadOpenAPI(t *testing.T) *openapi3.T {
 	t.Helper()
-	raw, err := os.ReadFile("openapi.yaml")
+	doc, err := parseOpenAPI(os.ReadFile("openapi.yaml"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("openapi.yaml: %v", err)
 	}
-	return openAPI{doc}
+	return doc
 }
 
-// at walks keys from the document's root; nil when a key is missing.
-func at(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
+func parseOpenAPI(data []byte, err error) (*openapi3.T, error) {
+	if err != nil {
+		return nil, err
 	}
-	return v
-}
-
-// deref follows a local "$ref" ("#/components/...").
-func (o openAPI) deref(v any) map[string]any {
-	m, _ := v.(map[string]any)
-	for m != nil {
-		ref, ok := m["$ref"].(string)
-		if !ok {
-			return m
-		}
-		m, _ = at(o.doc, strings.Split(strings.TrimPrefix(ref, "#/"), "/")...).(map[string]any)
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(data)
+	if err != nil {
+		return nil, err
 	}
-	return nil
-}
-
-// validate checks v against the subset of JSON Schema that openapi.yaml
-// uses. Objects are closed: a field the schema does not name is a
-// problem, so that the spec cannot fall behind the code.
-func (o openAPI) validate(path string, v any, schema any) []string {
-	s := o.deref(schema)
-	if s == nil {
-		return []string{path + ": no schema"}
+	if err := doc.Validate(loader.Context); err != nil {
+		return nil, err
 	}
-	var probs []string
-	bad := func(format string, args ...any) { probs = append(probs, path+": "+fmt.Sprintf(format, args...)) }
-	if enum, ok := s["enum"].([]any); ok && !slices.Contains(enum, v) {
-		bad("%v not in %v", v, enum)
-	}
-	switch s["type"] {
-	case "object":
-		obj, ok := v.(map[string]any)
-		if !ok {
-			bad("want an object, got %T", v)
-			break
-		}
-		for _, r := range asList(s["required"]) {
-			if _, ok := obj[r.(string)]; !ok {
-				bad("required field %q missing", r)
+	closed := map[*openapi3.Schema]bool{}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for _, resp := range op.Responses.Map() {
+				for _, mt := range resp.Value.Content {
+					closeObjects(mt.Schema, closed)
+				}
 			}
 		}
-		if n, ok := s["minProperties"].(int); ok && len(obj) < n {
-			bad("%d fields, want at least %d", len(obj), n)
-		}
-		props, _ := s["properties"].(map[string]any)
-		for k, fv := range obj {
-			switch ps, named := props[k]; {
-			case named:
-				probs = append(probs, o.validate(path+"."+k, fv, ps)...)
-			case s["additionalProperties"] != nil && s["additionalProperties"] != false:
-				probs = append(probs, o.validate(path+"."+k, fv, s["additionalProperties"])...)
-			default:
-				bad("field %q is not documented", k)
-			}
-		}
-	case "array":
-		arr, ok := v.([]any)
-		if !ok {
-			bad("want an array, got %T", v)
-			break
-		}
-		if n, ok := s["minItems"].(int); ok && len(arr) < n {
-			bad("%d items, want at least %d", len(arr), n)
-		}
-		if n, ok := s["maxItems"].(int); ok && len(arr) > n {
-			bad("%d items, want at most %d", len(arr), n)
-		}
-		for i, item := range arr {
-			probs = append(probs, o.validate(fmt.Sprintf("%s[%d]", path, i), item, s["items"])...)
-		}
-	case "string":
-		if _, ok := v.(string); !ok {
-			bad("want a string, got %T", v)
-		}
-	case "integer":
-		if f, ok := v.(float64); !ok || f != math.Trunc(f) {
-			bad("want an integer, got %v", v)
-		}
-	default:
-		bad("schema type %v not supported by this test", s["type"])
 	}
-	return probs
+	return doc, nil
 }
 
-func asList(v any) []any { l, _ := v.([]any); return l }
+// closeObjects sets additionalProperties: false on every object schema
+// in ref that says nothing of additional properties.
+func closeObjects(ref *openapi3.SchemaRef, done map[*openapi3.Schema]bool) {
+	if ref == nil || ref.Value == nil || done[ref.Value] {
+		return
+	}
+	s := ref.Value
+	done[s] = true
+	if s.Type.Is(openapi3.TypeObject) && s.AdditionalProperties.Has == nil && s.AdditionalProperties.Schema == nil {
+		s.AdditionalProperties.Has = new(bool)
+	}
+	for _, p := range s.Properties {
+		closeObjects(p, done)
+	}
+	closeObjects(s.Items, done)
+	closeObjects(s.AdditionalProperties.Schema, done)
+	for _, list := range []openapi3.SchemaRefs{s.AllOf, s.AnyOf, s.OneOf} {
+		for _, r := range list {
+			closeObjects(r, done)
+		}
+	}
+}
+
+// route is the operation of doc at method ("get", "post") and the path
+// template, as openapi3filter takes it.
+func route(t *testing.T, doc *openapi3.T, method, tmpl string) *routers.Route {
+	t.Helper()
+	item := doc.Paths.Find(tmpl)
+	if item == nil {
+		t.Fatalf("openapi.yaml has no path %s", tmpl)
+	}
+	op := item.GetOperation(strings.ToUpper(method))
+	if op == nil {
+		t.Fatalf("openapi.yaml has no %s %s", method, tmpl)
+	}
+	return &routers.Route{Spec: doc, Path: tmpl, PathItem: item, Method: strings.ToUpper(method), Operation: op}
+}
+
+// validateAnswer checks an answer against the spec: its status is
+// documented for the operation, and its content type, headers and body
+// are what the spec says.
+func validateAnswer(rt *routers.Route, req *http.Request, pathParams map[string]string, code int, header http.Header, body []byte) error {
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: pathParams, Route: rt},
+		Status:                 code,
+		Header:                 header,
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	in.SetBodyBytes(body)
+	return openapi3filter.ValidateResponse(context.Background(), in)
+}
 
 // pushCase is one request and the operation of the spec it belongs to.
 type pushCase struct {
@@ -272,36 +253,35 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 			code := strconv.Itoa(r.Code)
 			given[tc.op+" "+code] = true
 
-			resp := spec.deref(at(spec.doc, "paths", tmpl, method, "responses", code))
+			resp := spec.Paths.Find(tmpl).GetOperation(strings.ToUpper(method)).Responses.Status(r.Code)
 			if resp == nil {
 				t.Fatalf("answered %s, which openapi.yaml does not document for %s: %s", code, tc.op, r.Raw)
 			}
-			if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-				t.Errorf("Content-Type %q, want application/json", ct)
-			}
-			for name := range asMap(resp["headers"]) {
+			// Headers are optional in OpenAPI unless required: the ones
+			// documented for an answer are ones it always has.
+			for name := range resp.Value.Headers {
 				if r.Header.Get(name) == "" {
 					t.Errorf("documented header %s missing", name)
 				}
 			}
-			schema := at(resp, "content", "application/json", "schema")
-			if schema == nil {
-				t.Fatalf("openapi.yaml gives no JSON schema for %s %s", tc.op, code)
+			req, err := http.NewRequest(strings.ToUpper(method), srv.URL+path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
 			}
-			var body any
-			if err := json.Unmarshal([]byte(r.Raw), &body); err != nil {
-				t.Fatalf("answer is not JSON: %v: %s", err, r.Raw)
+			var params map[string]string
+			if strings.HasSuffix(tmpl, "{id}") {
+				params = map[string]string{"id": path[strings.LastIndexByte(path, '/')+1:]}
 			}
-			for _, p := range spec.validate("body", body, schema) {
-				t.Errorf("%s (answer %s: %s)", p, code, r.Raw)
+			if err := validateAnswer(route(t, spec, method, tmpl), req, params, r.Code, r.Header, []byte(r.Raw)); err != nil {
+				t.Errorf("answer %s %s does not match openapi.yaml: %v", code, r.Raw, err)
 			}
 		})
 	}
 	// Every documented response is one the server gives.
-	for tmpl, ops := range asMap(at(spec.doc, "paths")) {
-		for method, op := range asMap(ops) {
-			for code := range asMap(at(op, "responses")) {
-				if !given[method+" "+tmpl+" "+code] {
+	for tmpl, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			for code := range op.Responses.Map() {
+				if !given[strings.ToLower(method)+" "+tmpl+" "+code] {
 					t.Errorf("openapi.yaml documents %s for %s %s, but no request here gets it", code, method, tmpl)
 				}
 			}
@@ -309,30 +289,31 @@ func TestOpenAPIMatchesAnswers(t *testing.T) {
 	}
 }
 
-func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
-
 // The spec's request examples are valid against its own schemas and
 // accepted by the server.
 func TestOpenAPIExamplesAccepted(t *testing.T) {
 	spec := loadOpenAPI(t)
 	srv := newPushEnv(t, pushOptions{}).srv
 	n := 0
-	for tmpl, ops := range asMap(at(spec.doc, "paths")) {
-		content := asMap(at(ops, "post", "requestBody", "content", "application/json"))
+	for tmpl, item := range spec.Paths.Map() {
+		if item.Post == nil || item.Post.RequestBody == nil {
+			continue
+		}
+		content := item.Post.RequestBody.Value.Content.Get("application/json")
 		if content == nil {
 			continue
 		}
 		examples := map[string]any{}
-		if ex, ok := content["example"]; ok {
-			examples["example"] = ex
+		if content.Example != nil {
+			examples["example"] = content.Example
 		}
-		for name, ex := range asMap(content["examples"]) {
-			examples[name] = at(ex, "value")
+		for name, ex := range content.Examples {
+			examples[name] = ex.Value.Value
 		}
 		for name, ex := range examples {
 			n++
-			for _, p := range spec.validate("example", ex, content["schema"]) {
-				t.Errorf("%s %s: %s", tmpl, name, p)
+			if err := content.Schema.Value.VisitJSON(ex); err != nil {
+				t.Errorf("%s %s: %v", tmpl, name, err)
 			}
 			body, err := json.Marshal(ex)
 			if err != nil {
@@ -346,4 +327,68 @@ func TestOpenAPIExamplesAccepted(t *testing.T) {
 	if n == 0 {
 		t.Fatal("openapi.yaml has no request examples")
 	}
+}
+
+// The validator refuses what the spec does not allow: a wrong answer
+// fails, so that TestOpenAPIMatchesAnswers proves something. Each case is
+// an answer the server could give by mistake.
+func TestOpenAPIValidatorRefusesWrongAnswers(t *testing.T) {
+	spec := loadOpenAPI(t)
+	post := route(t, spec, "post", "/api/v1/messages")
+	get := route(t, spec, "get", "/api/v1/messages/{id}")
+	jsonHeader := func(extra ...string) http.Header {
+		h := http.Header{"Content-Type": {"application/json; charset=UTF-8"}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			h.Set(extra[i], extra[i+1])
+		}
+		return h
+	}
+	tests := []struct {
+		name   string
+		rt     *routers.Route
+		code   int
+		header http.Header
+		body   string
+		ok     bool
+	}{
+		{"a right answer", post, 202, jsonHeader("Location", "/api/v1/messages/x"), `{"id":"x","status":"queued"}`, true},
+		{"a right error", post, 422, jsonHeader(), `{"error":"invalid","problems":[{"path":"text.content","message":"required"}]}`, true},
+		{"an undocumented status", post, 418, jsonHeader(), `{"error":"teapot"}`, false},
+		{"an id of the wrong type", post, 202, jsonHeader(), `{"id":42,"status":"queued"}`, false},
+		{"a status not in the enum", get, 200, jsonHeader(), `{"id":"x","status":"lost"}`, false},
+		{"a required field missing", get, 200, jsonHeader(), `{"id":"x"}`, false},
+		{"an undocumented field", get, 200, jsonHeader(), `{"id":"x","status":"queued","priority":1}`, false},
+		{"an undocumented field deeper", post, 400, jsonHeader(), `{"error":"x","problems":[{"path":"a","message":"b","hint":"c"}]}`, false},
+		{"an errcode that is not an integer", get, 200, jsonHeader(), `{"id":"x","status":"failed","errcode":"45015"}`, false},
+		{"not JSON", post, 202, http.Header{"Content-Type": {"text/plain"}}, `queued`, false},
+		{"a Retry-After that is not a number", post, 429, jsonHeader("Retry-After", "soon"), `{"error":"slow down"}`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(tt.rt.Method, "http://127.0.0.1:8080/api/v1/messages", nil)
+			params := map[string]string{}
+			if strings.HasSuffix(tt.rt.Path, "{id}") {
+				params["id"] = "x"
+			}
+			err := validateAnswer(tt.rt, req, params, tt.code, tt.header, []byte(tt.body))
+			if (err == nil) != tt.ok {
+				t.Errorf("validation error %v, want valid %v", err, tt.ok)
+			}
+		})
+	}
+	// A spec with a misspelt keyword is refused, not read as a schema
+	// that checks less.
+	bad := strings.Replace(mustRead(t, "openapi.yaml"), "required: [id, status]", "requird: [id, status]", 1)
+	if _, err := parseOpenAPI([]byte(bad), nil); err == nil {
+		t.Error("openapi.yaml with requird: instead of required: loads")
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -149,3 +149,22 @@ func BenchmarkLoadInvalid(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoadContinue measures loading 10,000 rules that all say
+// continue, the worst case of the per-interaction cap check, which
+// compares each rule with those before it that may match the same
+// message (bounded by capPairBudget).
+func BenchmarkLoadContinue(b *testing.B) {
+	var src strings.Builder
+	src.WriteString("rules:\n")
+	for i := range 10000 {
+		fmt.Fprintf(&src, "  - {name: r%d, match: {event: CLICK, event_key: K%d}, continue: true, reply: [{text: a}]}\n", i, i)
+	}
+	data := []byte(src.String())
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := Parse("bench.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

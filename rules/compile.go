@@ -16,6 +16,7 @@ type compiler struct {
 	*checker
 	dir   string                // the rules file's directory, absolute
 	names map[string]*yaml.Node // rule name → its first definition
+	caps  capChecker
 }
 
 // defaultName is the name Decision.Rules gives the default reply.
@@ -47,7 +48,9 @@ func (c *compiler) compileDefault(spec *answerSpec) *rule {
 	if len(spec.Reply) == 0 && !c.corruptAt(defaultName+".reply") {
 		c.add(c.node(defaultName), defaultName, false, "needs a reply (or remove default)")
 	}
-	return &rule{name: defaultName, answer: c.compileAnswer(defaultName, spec, 0)}
+	r := &rule{name: defaultName, answer: c.compileAnswer(defaultName, spec, 0)}
+	c.checkCaps(defaultName, r, 1<<trigMessage) // the default never answers an event
+	return r
 }
 
 func (c *compiler) compileRule(path string, spec *ruleSpec) *rule {
@@ -77,6 +80,9 @@ func (c *compiler) compileRule(path string, spec *ruleSpec) *rule {
 		groups = groupCount(spec.Match, &r.cond)
 	}
 	r.answer = c.compileAnswer(path, &spec.Answer, groups)
+	if spec.Match != nil && !c.broken(path+".match") {
+		c.checkCaps(path, r, triggers(&r.cond, spec.Match.Text != nil))
+	}
 	return r
 }
 
@@ -130,6 +136,8 @@ func (c *compiler) compileMatch(path string, m *matchSpec) condition {
 			c.add(c.node(at), at, false, "%q is not an inbound message type; want one of %s", t, strings.Join(inboundTypes, ", "))
 		}
 	}
+	c.warnEvents(joinPath(path, "event"), m.Event)
+	c.warnStatuses(joinPath(path, "status"), m.Status)
 	if t := m.Text; t != nil && !c.broken(path+".text") {
 		cond.contains = c.values(path+".text.contains", t.Contains, normalize)
 		cond.prefix = c.values(path+".text.prefix", t.Prefix, normalize)

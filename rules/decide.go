@@ -2,6 +2,7 @@ package rules
 
 import (
 	"log/slog"
+	"slices"
 
 	"github.com/wxreply/wxreply/wechat"
 )
@@ -17,6 +18,8 @@ type Set struct {
 	idx   index
 	log   *slog.Logger
 	intn  func(int) int
+	// warnings are what `check` warns of: the file loads with them.
+	warnings []Problem
 }
 
 // rule is one compiled rule.
@@ -48,6 +51,11 @@ func (s *Set) Path() string { return s.path }
 // KfAccount returns the customer-service account replies are sent as, ""
 // for none.
 func (s *Set) KfAccount() string { return s.kf }
+
+// Warnings returns what is probably a mistake in the file though it loads
+// (an event WeChat never sends, more replies than one interaction may
+// have), in file order; `wxreply check` prints them.
+func (s *Set) Warnings() []Problem { return slices.Clone(s.warnings) }
 
 // HasDefault reports whether the file has a default reply.
 func (s *Set) HasDefault() bool { return s.def != nil }

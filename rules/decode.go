@@ -253,6 +253,7 @@ func (c *checker) checkStruct(n *yaml.Node, t reflect.Type, path string) {
 	sf := c.structFields(t)
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
 	var merges []*yaml.Node
+	defer c.dropDuplicates(n, seen)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolveAlias(n.Content[i]), n.Content[i+1]
 		if k.Value == "<<" && k.Tag == "!!merge" {
@@ -300,21 +301,42 @@ func (c *checker) checkStruct(n *yaml.Node, t reflect.Type, path string) {
 
 // newKey checks one key of a mapping: a string, not seen before in it. It
 // records the key in seen and reports whether its value is to be checked.
+// A duplicate key is reported without corrupting the mapping: the first
+// value counts, and dropDuplicates takes the others out before decoding.
 func (c *checker) newKey(k *yaml.Node, seen map[string]*yaml.Node, path string) bool {
 	if k.Kind != yaml.ScalarNode {
 		c.add(k, path, true, "keys must be strings, got %s", describe(k))
 		return false
 	}
 	if first, dup := seen[k.Value]; dup {
-		c.add(k, path, true, "duplicate key %q (first at line %d)", k.Value, first.Line)
+		c.add(k, path, false, "duplicate key %q (first at line %d)", k.Value, first.Line)
 		return false
 	}
 	seen[k.Value] = k
 	return true
 }
 
+// dropDuplicates removes from the mapping n every key after the first of
+// its name (seen holds the first), with its value. yaml.v3 refuses to
+// decode a mapping with a duplicate key at all, which would leave the
+// whole rule empty and hide every other problem in it.
+func (c *checker) dropDuplicates(n *yaml.Node, seen map[string]*yaml.Node) {
+	kept := n.Content[:0:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := resolveAlias(n.Content[i])
+		if k.Kind == yaml.ScalarNode && !(k.Value == "<<" && k.Tag == "!!merge") && seen[k.Value] != nil && seen[k.Value] != k {
+			continue
+		}
+		kept = append(kept, n.Content[i], n.Content[i+1])
+	}
+	if len(kept) != len(n.Content) {
+		n.Content = kept
+	}
+}
+
 func (c *checker) checkMap(n *yaml.Node, t reflect.Type, path string) {
 	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	defer c.dropDuplicates(n, seen)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := resolveAlias(n.Content[i])
 		if !c.newKey(k, seen, path) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,13 @@ type Engine struct {
 	opts options
 	cur  atomic.Pointer[Set]
 	mu   sync.Mutex // one reload at a time, so an older file never wins
+
+	// What the metrics show (metrics.go).
+	matches matchCounts
+	loads   loadTimes
+
+	// report is told what each Reload came to (ReportReloads); guarded by mu.
+	report func(ReloadResult)
 }
 
 // NewEngine loads the rules file at path; it fails if the file is invalid.
@@ -35,7 +43,9 @@ func NewEngine(path string, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	e.cur.Store(s)
+	e.loads.loaded(time.Now(), true)
 	e.opts.logger.Info("rules loaded", "file", e.path, "rules", s.Len(), "hash", s.Hash())
+	logWarnings(e.opts.logger, s)
 	return e, nil
 }
 
@@ -49,12 +59,15 @@ func (e *Engine) Decide(m *wechat.Message) Decision { return e.Current().Decide(
 // not, every problem is logged with its position, the rules in force stay,
 // and the error (a *LoadError, or the read error) is returned. It is what
 // SIGHUP does.
-func (e *Engine) Reload() error {
+func (e *Engine) Reload() (err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	changed := false
+	defer func() { e.reportReload(changed, err) }()
 	log := e.opts.logger
 	s, err := load(e.path, e.opts)
 	if err != nil {
+		e.loads.failed(time.Now())
 		var le *LoadError
 		if errors.As(err, &le) {
 			for _, p := range le.Problems {
@@ -66,15 +79,44 @@ func (e *Engine) Reload() error {
 		return err
 	}
 	if old := e.cur.Load(); old.Hash() == s.Hash() {
+		e.loads.loaded(time.Now(), false)
 		log.Info("rules unchanged", "file", e.path, "rules", old.Len(), "hash", old.Hash())
 		return nil
 	}
 	e.cur.Store(s)
+	changed = true
+	e.matches.keep(s)
+	e.loads.loaded(time.Now(), true)
 	log.Info("rules loaded", "file", e.path, "rules", s.Len(), "hash", s.Hash())
+	logWarnings(log, s)
 	if e.opts.onReload != nil {
 		e.opts.onReload(s)
 	}
 	return nil
+}
+
+// ReloadResult is what one Reload came to.
+type ReloadResult struct {
+	Rules   *Set  // the rules in force after it
+	Changed bool  // the file loaded and its rules replaced the ones before
+	Err     error // why the file was not loaded (a *LoadError lists every problem); the rules in force stay
+}
+
+// ReportReloads makes e tell f what every Reload comes to — each change
+// Watch sees, each SIGHUP — an unchanged file and a refused one included,
+// so that a caller can show it (the sandbox does). f runs on the reloading
+// goroutine, one reload at a time, and must not call Reload. It replaces
+// the f before; nil stops the reports.
+func (e *Engine) ReportReloads(f func(ReloadResult)) {
+	e.mu.Lock()
+	e.report = f
+	e.mu.Unlock()
+}
+
+func (e *Engine) reportReload(changed bool, err error) {
+	if e.report != nil {
+		e.report(ReloadResult{Rules: e.cur.Load(), Changed: changed, Err: err})
+	}
 }
 
 // Watch reloads the rules when the file changes, until ctx is done. It
@@ -163,4 +205,12 @@ func (e *Engine) watchTarget(w *fsnotify.Watcher, dir, old string) string {
 		}
 	}
 	return target
+}
+
+// logWarnings logs what loaded but is probably not what was meant, one
+// line a warning, as check prints them.
+func logWarnings(log *slog.Logger, s *Set) {
+	for _, w := range s.Warnings() {
+		log.Warn("rules file warning", "problem", w.String())
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -24,20 +23,30 @@ type Problem struct {
 	File      string
 	Line, Col int // 1-based; 0 when the problem is the whole file
 	Msg       string
+	// Warning marks what loads but is probably not what was meant: an
+	// event WeChat never sends, more replies than WeChat lets one
+	// interaction have. A file with warnings only is valid.
+	Warning bool
 }
 
 // String formats p as FILE:LINE:COL: message, the form compilers use and
-// editors jump to; a problem with the whole file is FILE: message.
+// editors jump to, with "warning: " before the message of a warning; a
+// problem with the whole file is FILE: message.
 func (p Problem) String() string {
-	if p.Line == 0 {
-		return p.File + ": " + p.Msg
+	msg := p.Msg
+	if p.Warning {
+		msg = "warning: " + msg
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+	if p.Line == 0 {
+		return p.File + ": " + msg
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, msg)
 }
 
 // LoadError is every problem found in a rules file, in file order.
 type LoadError struct {
-	Problems []Problem
+	Problems []Problem // the errors: why the file was not loaded
+	Warnings []Problem // found beside them; they alone would not refuse the file
 }
 
 func (e *LoadError) Error() string {
@@ -80,16 +89,18 @@ func Parse(filename string, data []byte, opts ...Option) (*Set, error) {
 	return parseRules(filename, data, buildOptions(opts))
 }
 
-// Check validates the rules file at path and returns its problems, none
-// when it is valid. It is `wxreply check`.
+// Check validates the rules file at path and returns its problems, errors
+// and warnings (Problem.Warning) together in file order; none when it is
+// valid and nothing in it looks like a mistake. It is `wxreply check`: the
+// file is valid when no problem is an error.
 func Check(path string) []Problem {
-	_, err := Load(path)
+	s, err := Load(path)
 	if err == nil {
-		return nil
+		return s.Warnings()
 	}
 	var le *LoadError
 	if errors.As(err, &le) {
-		return le.Problems
+		return sortProblems(slices.Concat(le.Problems, le.Warnings))
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
@@ -120,7 +131,7 @@ func parseRules(filename string, data []byte, o options) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
-	cp := &compiler{checker: c, dir: dir, names: make(map[string]*yaml.Node)}
+	cp := &compiler{checker: c, dir: dir, names: make(map[string]*yaml.Node), caps: capChecker{budget: capPairBudget}}
 	s := &Set{
 		path:  filename,
 		hash:  contentHash(data),
@@ -141,6 +152,8 @@ func parseRules(filename string, data []byte, o options) (*Set, error) {
 		return nil, err
 	}
 	s.idx = buildIndex(s.rules)
+	cp.warnUnansweredChoices(s)
+	s.warnings = sortProblems(p.warnings)
 	return s, nil
 }
 
@@ -153,7 +166,7 @@ func parseYAML(p *problems, data []byte) *yaml.Node {
 		if errors.Is(err, io.EOF) {
 			p.add(nil, "", true, "the file is empty; it needs rules: or default:")
 		} else {
-			p.syntax(err)
+			p.syntax(data, err)
 		}
 		return nil
 	}
@@ -162,7 +175,7 @@ func parseYAML(p *problems, data []byte) *yaml.Node {
 	case err == nil:
 		p.add(&extra, "", true, "a second YAML document: a rules file is one document")
 	case !errors.Is(err, io.EOF):
-		p.syntax(err)
+		p.syntax(data, err)
 	}
 	if len(doc.Content) == 0 || isNull(resolveAlias(doc.Content[0])) {
 		p.add(nil, "", true, "the file is empty; it needs rules: or default:")
@@ -175,31 +188,37 @@ func parseYAML(p *problems, data []byte) *yaml.Node {
 // official account's WeChat id. Anything else makes every send fail.
 var kfAccount = regexp.MustCompile(`^[^@\s]+@[^@\s]+$`)
 
-// yamlLine finds the line in yaml.v3's syntax errors, which give no column.
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-func (p *problems) syntax(err error) {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.add(&yaml.Node{Line: line, Column: 1}, "", true, "YAML syntax: %s", m[2])
+// syntax reports a syntax error of yaml.v3 at the place it is in data (see
+// locateSyntax): yaml.v3's messages give a line and no column, and the
+// line is often that of the construct the problem is in, not the problem's.
+func (p *problems) syntax(data []byte, err error) {
+	line, col, msg := locateSyntax(data, err.Error())
+	if line == 0 {
+		p.add(nil, "", true, "YAML syntax: %s", msg)
 		return
 	}
-	p.add(nil, "", true, "YAML syntax: %s", strings.TrimPrefix(msg, "yaml: "))
+	p.add(&yaml.Node{Line: line, Column: col}, "", true, "YAML syntax: %s", msg)
 }
 
-// err returns the problems as a *LoadError, nil when there are none.
+// err returns the problems as a *LoadError, nil when there are no errors
+// (warnings alone are no error).
 func (p *problems) err() error {
 	if len(p.list) == 0 {
 		return nil
 	}
-	slices.SortStableFunc(p.list, func(a, b Problem) int {
+	return &LoadError{Problems: sortProblems(p.list), Warnings: sortProblems(p.warnings)}
+}
+
+// sortProblems sorts list in file order, keeping the order of problems at
+// the same place, and returns it.
+func sortProblems(list []Problem) []Problem {
+	slices.SortStableFunc(list, func(a, b Problem) int {
 		if a.Line != b.Line {
 			return a.Line - b.Line
 		}
 		return a.Col - b.Col
 	})
-	return &LoadError{Problems: p.list}
+	return list
 }
 
 // contentHash names a version of the file in logs: the first 12 hex

@@ -297,7 +297,7 @@ kf_account: kf2001
 default: {reply: [{text: x}]}`,
 			[]problem{{2, 13, `kf_account: "kf2001" is not a customer-service account: WeChat names one account@wechat_id`}}},
 		{"YAML syntax error", "rules:\n  - name: a\n\tmatch: x\n",
-			[]problem{{2, 1, "YAML syntax: found a tab character that violates indentation"}}},
+			[]problem{{3, 1, "YAML syntax: a tab in the indentation: indent with spaces (found a tab character that violates indentation)"}}},
 		{"two documents", "default: {reply: [{text: x}]}\n---\ndefault: {reply: [{text: y}]}\n",
 			[]problem{{2, 1, "a second YAML document"}}},
 		{"empty file", "# nothing\n",

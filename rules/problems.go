@@ -9,8 +9,9 @@ import (
 
 // problems collects what is wrong with a file.
 type problems struct {
-	file string
-	list []Problem
+	file     string
+	list     []Problem // errors
+	warnings []Problem
 	// corrupt holds the paths whose decoded value a problem left
 	// unreliable (a list where a mapping belongs, say); the checks after
 	// decoding skip them, and whatever is inside, rather than report
@@ -33,6 +34,20 @@ func (p *problems) add(n *yaml.Node, path string, corrupts bool, format string, 
 	if corrupts {
 		p.markCorrupt(path)
 	}
+}
+
+// warn records a warning at n: something that loads but is probably not
+// what was meant. It corrupts nothing.
+func (p *problems) warn(n *yaml.Node, path string, format string, args ...any) {
+	line, col := 0, 0
+	if n != nil {
+		line, col = n.Line, n.Column
+	}
+	msg := fmt.Sprintf(format, args...)
+	if path != "" {
+		msg = path + ": " + msg
+	}
+	p.warnings = append(p.warnings, Problem{File: p.file, Line: line, Col: col, Msg: msg, Warning: true})
 }
 
 func (p *problems) markCorrupt(path string) {

@@ -2,183 +2,221 @@ package rules
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/wxreply/wxreply/wechat"
 	"gopkg.in/yaml.v3"
 )
 
 // rules.schema.json is what editors check rules.yaml against; these tests
 // hold it to the Go types the loader decodes into and to what Validate
-// requires, so that the two cannot drift apart.
+// requires, so that the two cannot drift apart. Values are validated by a
+// full JSON Schema implementation (santhosh-tekuri/jsonschema), the same
+// semantics as editors', not by a subset written here.
 
 type schema = map[string]any
 
-func loadSchema(t *testing.T) schema {
+// schemaDoc is rules.schema.json: decoded, to walk it beside the Go types,
+// and compiled, to validate values against any part of it.
+type schemaDoc struct {
+	root     schema
+	id       string // its $id, under which the compiler knows it
+	compiler *jsonschema.Compiler
+	compiled map[string]*jsonschema.Schema // by JSON pointer
+}
+
+func loadSchema(t *testing.T) *schemaDoc {
 	t.Helper()
 	data, err := os.ReadFile("../rules.schema.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s schema
-	if err := json.Unmarshal(data, &s); err != nil {
+	d, err := compileSchema(data)
+	if err != nil {
 		t.Fatalf("rules.schema.json: %v", err)
 	}
-	return s
+	return d
 }
 
-// resolve follows $ref within the root schema.
-func resolve(root, s schema) schema {
+func compileSchema(data []byte) (*schemaDoc, error) {
+	d := &schemaDoc{compiler: jsonschema.NewCompiler(), compiled: map[string]*jsonschema.Schema{}}
+	if err := json.Unmarshal(data, &d.root); err != nil {
+		return nil, err
+	}
+	d.id, _ = d.root["$id"].(string)
+	if d.id == "" {
+		return nil, errors.New("no $id")
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := d.compiler.AddResource(d.id, doc); err != nil {
+		return nil, err
+	}
+	// Compiling checks the schema against draft-07's meta-schema.
+	if _, err := d.at(""); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// at is the compiled schema at the JSON pointer ptr ("" for the root).
+func (d *schemaDoc) at(ptr string) (*jsonschema.Schema, error) {
+	if s, ok := d.compiled[ptr]; ok {
+		return s, nil
+	}
+	s, err := d.compiler.Compile(d.id + "#" + ptr)
+	if err != nil {
+		return nil, err
+	}
+	d.compiled[ptr] = s
+	return s, nil
+}
+
+// validate checks v, a value as yaml.v3 decodes into any, against the
+// schema at ptr.
+func (d *schemaDoc) validate(ptr string, v any) error {
+	s, err := d.at(ptr)
+	if err != nil {
+		return err
+	}
+	// The validator takes what encoding/json gives: go through JSON.
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	return s.Validate(inst)
+}
+
+// resolve follows $ref within the root schema, returning the schema it
+// names and its pointer.
+func (d *schemaDoc) resolve(s schema, ptr string) (schema, string) {
 	for {
 		ref, ok := s["$ref"].(string)
 		if !ok {
-			return s
+			return s, ptr
 		}
-		name := strings.TrimPrefix(ref, "#/definitions/")
-		s = root["definitions"].(schema)[name].(schema)
+		ptr = strings.TrimPrefix(ref, "#")
+		name := strings.TrimPrefix(ptr, "/definitions/")
+		s = d.root["definitions"].(schema)[name].(schema)
 	}
-}
-
-// validate checks v (as yaml.v3 decodes into any) against s, for the
-// keywords rules.schema.json uses; it returns the first violation.
-func validate(root, s schema, v any, at string) error {
-	s = resolve(root, s)
-	if typ, ok := s["type"]; ok {
-		var types []any
-		if list, ok := typ.([]any); ok {
-			types = list
-		} else {
-			types = []any{typ}
-		}
-		if !slices.ContainsFunc(types, func(t any) bool { return hasType(v, t.(string)) }) {
-			return fmt.Errorf("%s: %v is not %v", at, v, typ)
-		}
-	}
-	if enum, ok := s["enum"].([]any); ok && !slices.Contains(enum, v) {
-		return fmt.Errorf("%s: %v is not one of %v", at, v, enum)
-	}
-	if c, ok := s["const"]; ok && c != v {
-		return fmt.Errorf("%s: %v is not %v", at, v, c)
-	}
-	if p, ok := s["pattern"].(string); ok {
-		if str, ok := v.(string); ok && !regexp.MustCompile(p).MatchString(str) {
-			return fmt.Errorf("%s: %q does not match %s", at, str, p)
-		}
-	}
-	if n, ok := s["minLength"].(float64); ok {
-		if str, ok := v.(string); ok && len(str) < int(n) {
-			return fmt.Errorf("%s: shorter than %v", at, n)
-		}
-	}
-	if alts, ok := s["anyOf"].([]any); ok && !slices.ContainsFunc(alts, func(a any) bool { return validate(root, a.(schema), v, at) == nil }) {
-		return fmt.Errorf("%s: matches none of anyOf", at)
-	}
-	if alts, ok := s["oneOf"].([]any); ok {
-		n := 0
-		for _, a := range alts {
-			if validate(root, a.(schema), v, at) == nil {
-				n++
-			}
-		}
-		if n != 1 {
-			return fmt.Errorf("%s: matches %d of oneOf", at, n)
-		}
-	}
-	if not, ok := s["not"].(schema); ok && validate(root, not, v, at) == nil {
-		return fmt.Errorf("%s: matches not", at)
-	}
-	switch v := v.(type) {
-	case map[string]any:
-		return validateObject(root, s, v, at)
-	case []any:
-		if n, ok := s["minItems"].(float64); ok && len(v) < int(n) {
-			return fmt.Errorf("%s: fewer than %v items", at, n)
-		}
-		if n, ok := s["maxItems"].(float64); ok && len(v) > int(n) {
-			return fmt.Errorf("%s: more than %v items", at, n)
-		}
-		if items, ok := s["items"].(schema); ok {
-			for i, e := range v {
-				if err := validate(root, items, e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func validateObject(root, s schema, v map[string]any, at string) error {
-	for _, r := range asList(s["required"]) {
-		if _, ok := v[r.(string)]; !ok {
-			return fmt.Errorf("%s: %s required", at, r)
-		}
-	}
-	if n, ok := s["minProperties"].(float64); ok && len(v) < int(n) {
-		return fmt.Errorf("%s: fewer than %v keys", at, n)
-	}
-	if n, ok := s["maxProperties"].(float64); ok && len(v) > int(n) {
-		return fmt.Errorf("%s: more than %v keys", at, n)
-	}
-	props, _ := s["properties"].(schema)
-	for k, e := range v {
-		if p, ok := props[k]; ok {
-			if err := validate(root, p.(schema), e, at+"."+k); err != nil {
-				return err
-			}
-			continue
-		}
-		switch extra := s["additionalProperties"].(type) {
-		case bool:
-			if !extra {
-				return fmt.Errorf("%s: unknown key %s", at, k)
-			}
-		case schema:
-			if err := validate(root, extra, e, at+"."+k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func asList(v any) []any { l, _ := v.([]any); return l }
 
-func hasType(v any, t string) bool {
-	switch v.(type) {
-	case string:
-		return t == "string"
-	case int, float64:
-		return t == "number"
-	case bool:
-		return t == "boolean"
-	case map[string]any:
-		return t == "object"
-	case []any:
-		return t == "array"
+// draft07Keywords are the keywords of JSON Schema draft-07, and the
+// annotations it defines. A validator ignores any other key, so a
+// misspelt keyword ("additionalProperty") would silently check nothing.
+var draft07Keywords = []string{
+	"$schema", "$id", "$ref", "$comment", "title", "description", "default", "readOnly", "writeOnly", "examples",
+	"multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+	"maxLength", "minLength", "pattern", "additionalItems", "items", "maxItems", "minItems", "uniqueItems", "contains",
+	"maxProperties", "minProperties", "required", "additionalProperties", "definitions", "properties",
+	"patternProperties", "dependencies", "propertyNames", "const", "enum", "type", "format",
+	"contentMediaType", "contentEncoding", "if", "then", "else", "allOf", "anyOf", "oneOf", "not",
+}
+
+// unknownKeywords lists the keys of schema objects in s (at ptr) that are
+// not draft-07 keywords.
+func unknownKeywords(s schema, ptr string) []string {
+	var out []string
+	for k, v := range s {
+		if !slices.Contains(draft07Keywords, k) {
+			out = append(out, ptr+"/"+k)
+			continue
+		}
+		switch k {
+		case "properties", "definitions", "patternProperties", "dependencies":
+			for name, sub := range asMap(v) {
+				if m, ok := sub.(schema); ok {
+					out = append(out, unknownKeywords(m, ptr+"/"+k+"/"+name)...)
+				}
+			}
+		case "items", "additionalItems", "additionalProperties", "contains", "propertyNames", "not", "if", "then", "else":
+			if m, ok := v.(schema); ok {
+				out = append(out, unknownKeywords(m, ptr+"/"+k)...)
+			}
+			for i, sub := range asList(v) {
+				out = append(out, unknownKeywords(sub.(schema), fmt.Sprintf("%s/%s/%d", ptr, k, i))...)
+			}
+		case "allOf", "anyOf", "oneOf":
+			for i, sub := range asList(v) {
+				out = append(out, unknownKeywords(sub.(schema), fmt.Sprintf("%s/%s/%d", ptr, k, i))...)
+			}
+		}
 	}
-	return false
+	slices.Sort(out)
+	return out
+}
+
+func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
+
+// Every key of the schema is a keyword the validator and editors act on.
+func TestSchemaKeywordsAreKnown(t *testing.T) {
+	if bad := unknownKeywords(loadSchema(t).root, ""); len(bad) > 0 {
+		t.Errorf("rules.schema.json has keys that are not draft-07 keywords, which validators ignore: %v", bad)
+	}
+	// The audit itself finds a misspelt keyword.
+	typo := schema{"type": "object", "properties": schema{"a": schema{"type": "string", "minLenght": 1.0}}, "additionalProperty": false}
+	if got := unknownKeywords(typo, ""); !slices.Equal(got, []string{"/additionalProperty", "/properties/a/minLenght"}) {
+		t.Errorf("unknownKeywords found %v", got)
+	}
+}
+
+// The validator is a real one: it refuses what the schema refuses,
+// $refs, anyOf, oneOf and not included, and refuses a schema that is not
+// one.
+func TestSchemaValidatorWorks(t *testing.T) {
+	d := loadSchema(t)
+	for _, tt := range []struct {
+		ptr   string
+		v     any
+		valid bool
+	}{
+		{"/definitions/media", map[string]any{"media_id": "M"}, true},
+		{"/definitions/media", map[string]any{"media_id": "M", "file": "a.png"}, false}, // oneOf
+		{"/definitions/media", map[string]any{"media_id": "M", "extra": 1}, false},      // additionalProperties
+		{"/definitions/news", map[string]any{"articles": []any{map[string]any{"title": "a"}, map[string]any{"title": "b"}}}, false},
+		{"/definitions/video", map[string]any{"media_id": "M", "thumb_media_id": "T", "thumb_file": "t.jpg"}, false}, // not
+		{"/definitions/stringList", []any{}, false},
+		{"/definitions/pick", "random", true},
+		{"/definitions/pick", "sometimes", false},
+	} {
+		if err := d.validate(tt.ptr, tt.v); (err == nil) != tt.valid {
+			t.Errorf("%s %v: err %v, want valid %v", tt.ptr, tt.v, err, tt.valid)
+		}
+	}
+	if _, err := compileSchema([]byte(`{"$schema": "http://json-schema.org/draft-07/schema#", "$id": "https://example.com/bad.json", "type": "objet"}`)); err == nil {
+		t.Error("a schema with type objet compiles")
+	}
 }
 
 // TestSchemaMatchesGoTypes walks the decode types beside the schema: every
 // struct's yaml keys are exactly the schema's properties.
 func TestSchemaMatchesGoTypes(t *testing.T) {
-	root := loadSchema(t)
-	var compare func(rt reflect.Type, s schema, at string)
-	compare = func(rt reflect.Type, s schema, at string) {
-		s = resolve(root, s)
+	d := loadSchema(t)
+	var compare func(rt reflect.Type, s schema, ptr, at string)
+	compare = func(rt reflect.Type, s schema, ptr, at string) {
+		s, ptr = d.resolve(s, ptr)
 		switch {
 		case rt == stringListType:
 			for _, v := range []any{"text", []any{"text", "event"}} {
-				if err := validate(root, s, v, at); err != nil {
+				if err := d.validate(ptr, v); err != nil {
 					t.Errorf("%s: a string list refuses %v: %v", at, v, err)
 				}
 			}
@@ -192,14 +230,15 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 				t.Errorf("%s: reply item keys %v (maxProperties %v), Go has %v", at, got, s["maxProperties"], want)
 			}
 			for key, f := range payloadFields {
-				compare(f.Type, objectAlternative(root, props[key].(schema)), at+"."+key)
+				alt, altPtr := d.objectAlternative(props[key].(schema), ptr+"/properties/"+key)
+				compare(f.Type, alt, altPtr, at+"."+key)
 			}
-			compare(reflect.TypeFor[wechat.TemplateMessage](), props[templateKey].(schema), at+".template")
+			compare(reflect.TypeFor[wechat.TemplateMessage](), props[templateKey].(schema), ptr+"/properties/"+templateKey, at+".template")
 			return
 		}
 		switch rt.Kind() {
 		case reflect.Pointer:
-			compare(rt.Elem(), s, at)
+			compare(rt.Elem(), s, ptr, at)
 		case reflect.Struct:
 			sf := newChecker(&problems{}, &yaml.Node{}).structFields(rt)
 			props, _ := s["properties"].(schema)
@@ -211,7 +250,7 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 			}
 			for name, ft := range sf.byName {
 				if p, ok := props[name]; ok {
-					compare(ft, p.(schema), at+"."+name)
+					compare(ft, p.(schema), ptr+"/properties/"+name, at+"."+name)
 				}
 			}
 		case reflect.Slice:
@@ -219,14 +258,14 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 				t.Errorf("%s: type %v, want array", at, s["type"])
 				return
 			}
-			compare(rt.Elem(), s["items"].(schema), at+"[]")
+			compare(rt.Elem(), s["items"].(schema), ptr+"/items", at+"[]")
 		case reflect.Map:
 			extra, ok := s["additionalProperties"].(schema)
 			if !ok {
 				t.Errorf("%s: a map needs additionalProperties as a schema", at)
 				return
 			}
-			compare(rt.Elem(), extra, at+".*")
+			compare(rt.Elem(), extra, ptr+"/additionalProperties", at+".*")
 		case reflect.String:
 			if _, isNot := s["not"]; isNot && s["type"] == nil {
 				return // a field the schema forbids outright, like mpnews.file
@@ -241,41 +280,42 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 			if _, ok := sample.(string); !ok {
 				t.Errorf("%s: an enum of non-strings for a string field", at)
 			}
-			if err := validate(root, s, sample, at); err != nil {
+			if err := d.validate(ptr, sample); err != nil {
 				t.Errorf("%s: refuses a string: %v", at, err)
 			}
 		case reflect.Bool:
-			if validate(root, s, true, at) != nil || validate(root, s, "x", at) == nil {
+			if d.validate(ptr, true) != nil || d.validate(ptr, "x") == nil {
 				t.Errorf("%s: want a boolean", at)
 			}
 		default:
 			t.Errorf("%s: no comparison for %s", at, rt)
 		}
 	}
-	compare(reflect.TypeFor[fileSpec](), root, "")
+	compare(reflect.TypeFor[fileSpec](), d.root, "", "")
 }
 
 // objectAlternative returns the object form of a schema that may also
-// take a shorthand (text: "hi").
-func objectAlternative(root, s schema) schema {
-	s = resolve(root, s)
-	for _, a := range asList(s["anyOf"]) {
-		if r := resolve(root, a.(schema)); r["properties"] != nil {
-			return r
+// take a shorthand (text: "hi"), and its pointer.
+func (d *schemaDoc) objectAlternative(s schema, ptr string) (schema, string) {
+	s, ptr = d.resolve(s, ptr)
+	for i, a := range asList(s["anyOf"]) {
+		if r, rp := d.resolve(a.(schema), fmt.Sprintf("%s/anyOf/%d", ptr, i)); r["properties"] != nil {
+			return r, rp
 		}
 	}
-	return s
+	return s, ptr
 }
 
 // TestSchemaRequiredMatchesValidate: what the schema requires of a reply
 // payload is what Validate requires, both ways.
 func TestSchemaRequiredMatchesValidate(t *testing.T) {
-	root := loadSchema(t)
-	props := resolve(root, root["definitions"].(schema)["replyItem"].(schema))["properties"].(schema)
+	d := loadSchema(t)
+	item, itemPtr := d.resolve(d.root["definitions"].(schema)["replyItem"].(schema), "/definitions/replyItem")
+	props := item["properties"].(schema)
 	// required returns the keys the schema requires, and the keys of which
 	// one is required (oneOf), of a payload.
 	required := func(key string) (keys []string, oneOf [][]string) {
-		s := objectAlternative(root, props[key].(schema))
+		s, _ := d.objectAlternative(props[key].(schema), itemPtr+"/properties/"+key)
 		for _, r := range asList(s["required"]) {
 			keys = append(keys, r.(string))
 		}
@@ -377,9 +417,9 @@ func yamlFile(t *testing.T, path string) any {
 }
 
 func TestSchemaAcceptsValidFiles(t *testing.T) {
-	root := loadSchema(t)
+	d := loadSchema(t)
 	for _, path := range []string{"../rules.yaml", "testdata/replies.yaml"} {
-		if err := validate(root, root, yamlFile(t, path), path); err != nil {
+		if err := d.validate("", yamlFile(t, path)); err != nil {
 			t.Errorf("the schema refuses %s, which loads: %v", path, err)
 		}
 	}
@@ -388,7 +428,7 @@ func TestSchemaAcceptsValidFiles(t *testing.T) {
 // TestSchemaRejectsWhatTheLoaderRejects: a few mistakes an editor should
 // flag as the operator types them.
 func TestSchemaRejectsWhatTheLoaderRejects(t *testing.T) {
-	root := loadSchema(t)
+	d := loadSchema(t)
 	rule := func(extra string) string {
 		return "rules:\n  - name: a\n    match: {event: CLICK}\n" + extra
 	}
@@ -419,7 +459,7 @@ func TestSchemaRejectsWhatTheLoaderRejects(t *testing.T) {
 		if _, err := Parse("testdata/inline.yaml", []byte(src)); err == nil {
 			t.Errorf("%s: the loader accepts it; the case is wrong", name)
 		}
-		if err := validate(root, root, v, ""); err == nil {
+		if err := d.validate("", v); err == nil {
 			t.Errorf("%s: the schema accepts what the loader refuses", name)
 		}
 	}
@@ -441,8 +481,7 @@ func TestSampleReferencesTheSchema(t *testing.T) {
 
 // The schema's msgtype values are the ones the loader takes.
 func TestSchemaInboundTypes(t *testing.T) {
-	root := loadSchema(t)
-	enum := asList(root["definitions"].(schema)["inboundType"].(schema)["enum"])
+	enum := asList(loadSchema(t).root["definitions"].(schema)["inboundType"].(schema)["enum"])
 	var got []string
 	for _, v := range enum {
 		got = append(got, v.(string))
