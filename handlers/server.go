@@ -41,6 +41,9 @@ type Config struct {
 	// loaded, the store not writable), nil when it can; nil means always.
 	Health func() error
 
+	// Report, when set, is what GET /healthz?verbose=1 shows (health.go).
+	Report func(context.Context) HealthReport
+
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -107,8 +110,8 @@ func New(cfg Config) *echo.Echo {
 	}
 	e.GET("/wechat", cb.verifyURL)
 	e.POST("/wechat", cb.receive)
-	e.GET("/healthz", healthz(cfg.Health))
-	e.HEAD("/healthz", healthz(cfg.Health)) // load balancers that probe with HEAD
+	e.GET("/healthz", healthz(cfg.Health, cfg.Report))
+	e.HEAD("/healthz", healthz(cfg.Health, cfg.Report)) // load balancers that probe with HEAD
 	if cfg.Push != nil {
 		registerPush(e, *cfg.Push, cfg.Logger)
 	}

@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/rules"
 	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
@@ -92,18 +95,150 @@ func (c *outbox) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(descCommitHist, n, ss.CommitSeconds, buckets)
 }
 
-// rulesCollector exposes how many rules are in force, so a reload that
-// was refused (the count stays) or emptied the file shows on a dashboard.
-func rulesCollector(engine *rules.Engine) prometheus.Collector {
-	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "wxreply_rules",
-		Help: "Rules in force, from the last rules file that loaded.",
-	}, func() float64 {
-		if s := engine.Current(); s != nil {
-			return float64(s.Len())
+// rulesCollector exposes the rules in force — how many, which version
+// (wxreply_rules_info{hash}, one series: instances that disagree show a
+// reload refused on some), when they last loaded and how many reloads were
+// refused — and how often each rule answered.
+//
+// wxreply_rule_matches_total has one series per rule in force (and
+// "default" when the file has one), each from 0, so its labels are bounded
+// by the rules file, which the operator writes. A rule a reload removes
+// loses its series at the next scrape (Prometheus marks it stale); a rule
+// a reload keeps, by name, keeps counting; a renamed rule starts again
+// from 0 under its new name.
+func rulesCollector(engine *rules.Engine) prometheus.Collector { return rulesMetrics{engine} }
+
+type rulesMetrics struct{ e *rules.Engine }
+
+var (
+	descRules         = prometheus.NewDesc("wxreply_rules", "Rules in force, from the last rules file that loaded.", nil, nil)
+	descRulesInfo     = prometheus.NewDesc("wxreply_rules_info", "The rules in force, by the content hash the \"rules loaded\" log line gives; always 1.", []string{"hash"}, nil)
+	descRulesFailures = prometheus.NewDesc("wxreply_rules_reload_failures_total", "Reloads of the rules file refused for its problems (logged), each keeping the rules in force.", nil, nil)
+	descRulesLastLoad = prometheus.NewDesc("wxreply_rules_last_reload_success_timestamp_seconds", "When the rules file last loaded (at start, or a reload, an unchanged file's too), in Unix seconds.", nil, nil)
+	descRuleMatches   = prometheus.NewDesc("wxreply_rule_matches_total", "Messages each rule in force answered (\"default\": the default reply); a WeChat retry recognised is not counted again.", []string{"rule"}, nil)
+	descNoRuleMatched = prometheus.NewDesc("wxreply_no_rule_matched_total", "Messages no rule answered, nor the default (events it does not answer, or a file without one).", nil, nil)
+)
+
+func (c rulesMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRules, descRulesInfo, descRulesFailures, descRulesLastLoad, descRuleMatches, descNoRuleMatched} {
+		ch <- d
+	}
+}
+
+func (c rulesMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := c.e.Stats()
+	ch <- prometheus.MustNewConstMetric(descRules, prometheus.GaugeValue, float64(s.Rules))
+	ch <- prometheus.MustNewConstMetric(descRulesInfo, prometheus.GaugeValue, 1, s.Hash)
+	ch <- prometheus.MustNewConstMetric(descRulesFailures, prometheus.CounterValue, float64(s.ReloadFailures))
+	ch <- prometheus.MustNewConstMetric(descRulesLastLoad, prometheus.GaugeValue, unixSeconds(s.LastSuccess))
+	for rule, n := range s.Matches {
+		ch <- prometheus.MustNewConstMetric(descRuleMatches, prometheus.CounterValue, float64(n), rule)
+	}
+	ch <- prometheus.MustNewConstMetric(descNoRuleMatched, prometheus.CounterValue, float64(s.NoMatch))
+}
+
+// sending remembers how this instance's sends ended lately, from the
+// outbox's OnResult: the operator's signal that WeChat is not taking
+// messages, which /healthz's status deliberately is not (see healthz).
+// Deliveries are the hot path, so they only store a time and a zero.
+type sending struct {
+	now          func() time.Time
+	lastDelivery atomic.Int64 // Unix nanoseconds; 0: none since the start
+	inARow       atomic.Int64 // failures since the last delivery
+
+	mu          sync.Mutex
+	lastFailure time.Time
+	reason      string
+	errcode     int
+}
+
+var descLastDelivery = prometheus.NewDesc("wxreply_last_delivery_timestamp_seconds",
+	"When this instance last had a message accepted by WeChat, in Unix seconds; 0 until its first. Alert when it grows old while wxreply_outbox_pending is above 0.", nil, nil)
+
+// observe returns the OnResult that records r and then calls next (a
+// test's hook), when there is one.
+func (s *sending) observe(next func(delivery.Result)) func(delivery.Result) {
+	return func(r delivery.Result) {
+		s.record(r)
+		if next != nil {
+			next(r)
 		}
+	}
+}
+
+func (s *sending) record(r delivery.Result) {
+	now := s.now()
+	if r.Delivered {
+		s.lastDelivery.Store(now.UnixNano())
+		s.inARow.Store(0)
+		return
+	}
+	s.inARow.Add(1)
+	s.mu.Lock()
+	s.lastFailure, s.reason, s.errcode = now, r.Reason, r.ErrCode
+	s.mu.Unlock()
+}
+
+func (s *sending) Describe(ch chan<- *prometheus.Desc) { ch <- descLastDelivery }
+
+func (s *sending) Collect(ch chan<- prometheus.Metric) {
+	v := 0.0
+	if ns := s.lastDelivery.Load(); ns != 0 {
+		v = float64(ns) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(descLastDelivery, prometheus.GaugeValue, v)
+}
+
+// healthReport builds what GET /healthz?verbose=1 shows.
+func healthReport(engine *rules.Engine, st store.Store, outbox *delivery.Engine, client *wechat.Client, sent *sending) func(context.Context) handlers.HealthReport {
+	return func(ctx context.Context) handlers.HealthReport {
+		var r handlers.HealthReport
+		if err := st.Healthy(); err != nil {
+			r.Store.Error = err.Error()
+		} else {
+			r.Store.Writable = true
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		pending, err := st.Pending(ctx)
+		if err != nil {
+			pending = -1
+		}
+		r.Store.Pending = pending
+
+		rs := engine.Stats()
+		r.Rules = handlers.RulesHealth{Hash: rs.Hash, Count: rs.Rules, LoadedAt: timeOrNil(rs.LoadedAt),
+			ReloadFailures: rs.ReloadFailures, LastFailureAt: timeOrNil(rs.LastFailure)}
+
+		r.Sending.InFlight = outbox.Stats().InFlight
+		r.Sending.TokenPaused = client.TokenStats().Paused
+		if ns := sent.lastDelivery.Load(); ns != 0 {
+			r.Sending.LastDeliveryAt = timeOrNil(time.Unix(0, ns))
+		}
+		r.Sending.FailuresInARow = sent.inARow.Load()
+		sent.mu.Lock()
+		r.Sending.LastFailureAt = timeOrNil(sent.lastFailure)
+		r.Sending.LastFailure, r.Sending.LastFailureCode = sent.reason, sent.errcode
+		sent.mu.Unlock()
+		return r
+	}
+}
+
+// timeOrNil is t in UTC, nil for the zero time (left out of the JSON).
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// unixSeconds is t in Unix seconds, 0 for the zero time.
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
 		return 0
-	})
+	}
+	return float64(t.UnixNano()) / 1e9
 }
 
 // urlWithoutPassword is spec with a URL's password replaced.

@@ -37,6 +37,10 @@ type Responder struct {
 	Outbox Outbox
 	Logger *slog.Logger
 	Now    func() time.Time
+
+	// Matched, when set, counts the rules that answered each callback
+	// recorded (a retry recognised is not counted again).
+	Matched func(rules []string)
 }
 
 var _ handlers.Responder = (*Responder)(nil)
@@ -105,6 +109,9 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 		r.Logger.InfoContext(ctx, "dropped WeChat retry of a callback already recorded",
 			"openid", m.FromUserName, "msg_id", msgIDOf(m))
 		return acc.Answer, nil
+	}
+	if r.Matched != nil {
+		r.Matched(d.Rules)
 	}
 	return answer, nil
 }

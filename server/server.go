@@ -171,10 +171,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Delivery != nil {
 		cfg.Delivery(&do)
 	}
+	sent := &sending{now: cfg.Now}
+	do.OnResult = sent.observe(do.OnResult)
 	outbox := delivery.New(do)
-	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now}
+	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now, Matched: engine.CountMatch}
 	metrics := handlers.NewMetrics()
-	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine), tokenCollector(client))
+	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine), tokenCollector(client), sent)
 	if lb := cfg.LogBuffer; lb != nil {
 		metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "wxreply_log_lines_dropped_total",
@@ -192,6 +194,7 @@ func New(cfg Config) (*Server, error) {
 			}
 			return st.Healthy()
 		},
+		Report:  healthReport(engine, st, outbox, client, sent),
 		Now:     cfg.Now,
 		Metrics: metrics,
 
