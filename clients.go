@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -35,17 +36,21 @@ func localURL(addr string) string {
 
 func replay(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	var c config
-	fs := newFlagSet("replay", &c, getenv, stderr)
+	fs := commandFlagSet("replay", &c, getenv, stderr, "token", "aes-key", "appid", "addr")
 	target := fs.String("url", "", "the server's callback URL (default: http://127.0.0.1:PORT/wechat, PORT from -addr)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: wxreply replay [-url URL] FILE...\n\nSigns each captured callback XML as WeChat would (and encrypts it in safe mode\nwhen an EncodingAESKey is set), posts it and prints the answer.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return parseFailed(err)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
+		return 2
+	}
+	if err := c.envProblem(fs); err != nil {
+		fmt.Fprintln(stderr, "wxreply replay:", err)
 		return 2
 	}
 	if *target == "" {
@@ -66,19 +71,33 @@ func replay(args []string, getenv func(string) string, stdout, stderr io.Writer)
 
 func send(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	var c config
-	fs := newFlagSet("send", &c, getenv, stderr)
+	fs := commandFlagSet("send", &c, getenv, stderr, "api-key", "addr")
 	server := fs.String("server", "", "the running server's base URL (default: http://127.0.0.1:PORT, PORT from -addr)")
-	to := fs.String("to", "", "the user's openid")
-	jsonFile := fs.String("json", "", "send this file: a full customer-service message as JSON")
+	to := fs.String("to", "", "the user's openid, to send them TEXT")
+	jsonFile := fs.String("json", "", "send this file instead: a whole customer-service or template message as JSON, touser included")
 	key := fs.String("idempotency-key", "", "the same key never sends twice: makes retrying this command safe")
 	wait := fs.Bool("wait", false, "poll until the message is delivered or failed; exit 1 if it failed")
 	timeout := fs.Duration("timeout", 2*time.Minute, "how long -wait waits")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wxreply send [-server URL] -to OPENID [-idempotency-key K] [-wait] TEXT\n       wxreply send [-server URL] -json FILE [-wait]\n\nPushes one message through a running server's /api/v1 (WXREPLY_API_KEY) and\nprints its id.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: wxreply send [-server URL] -to OPENID [-idempotency-key K] [-wait] TEXT\n       wxreply send [-server URL] -json FILE [-idempotency-key K] [-wait]\n\nPushes one message through a running server's /api/v1 (WXREPLY_API_KEY) and\nprints its id.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return parseFailed(err)
+	}
+	// A -json file is the whole message, its touser included: -to or a
+	// TEXT beside it would be ignored, or contradict it.
+	switch {
+	case *jsonFile != "" && *to != "":
+		fmt.Fprintln(stderr, "wxreply send: -to and -json do not go together: the -json file names the user (touser)")
+		return 2
+	case *jsonFile != "" && fs.NArg() > 0:
+		fmt.Fprintln(stderr, "wxreply send: give a TEXT or -json FILE, not both")
+		return 2
+	}
+	if err := c.envProblem(fs); err != nil {
+		fmt.Fprintln(stderr, "wxreply send:", err)
+		return 2
 	}
 	o := tools.SendOptions{
 		Server: *server, APIKey: c.apiKey, To: *to, Text: strings.Join(fs.Args(), " "),
@@ -114,8 +133,9 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 	fs.StringVar(&c.logLevel, "log-level", "debug", "debug, info, warn or error")
 	logFile := fs.String("log", "", "append the server's logs to FILE (default: discarded, so the chat stays readable)")
 	openid := fs.String("openid", tools.SandboxOpenID, "the openid you chat as")
+	showRule := fs.Bool("show-rule", false, "show which rule answered each message (/rules on|off toggles it)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wxreply sandbox [-rules FILE] [-log FILE]\n\nRuns the server with the rules against a fake WeChat API on this machine and\nlets you chat as a WeChat user. No account, no network. Type /help inside.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: wxreply sandbox [-rules FILE] [-log FILE] [-show-rule]\n\nRuns the server with the rules against a fake WeChat API on this machine and\nlets you chat as a WeChat user. No account, no network. Type /help inside.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -140,19 +160,21 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 		fmt.Fprintln(stderr, "wxreply sandbox:", err)
 		return 2
 	}
-	// The same wiring as serve, with the sandbox's account and fake API.
+	// The same wiring as serve, with the sandbox's account and fake API,
+	// telling the sandbox what the rules did.
 	serveSandbox := func(ctx context.Context, ln net.Listener, s tools.SandboxServer) error {
 		sc := c
 		sc.token, sc.appID, sc.appSecret, sc.apiBase = s.Token, s.AppID, s.AppSecret, s.APIBase
-		srv, err := server.New(sc.server(log))
+		srv, err := server.New(sc.server(slog.New(ruleTap{log.Handler(), s.Decided})))
 		if err != nil {
 			return err
 		}
+		srv.Rules().ReportReloads(s.Reloaded)
 		s.Watch(srv.Outbox())
 		return srv.Run(ctx, ln, nil)
 	}
 	err = tools.Sandbox(context.Background(), tools.SandboxOptions{
-		Serve: serveSandbox, RulesPath: c.rulesPath, OpenID: *openid,
+		Serve: serveSandbox, RulesPath: c.rulesPath, OpenID: *openid, ShowRules: *showRule,
 		In: stdin, Out: stdout, Echo: !isTerminal(stdin),
 	})
 	if err != nil {
@@ -160,6 +182,53 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 		return 1
 	}
 	return 0
+}
+
+// ruleTap passes the server's log records on, and tells the sandbox which
+// rules answered each message: the responder's "rules matched" and "no
+// rule matched" lines say so, with the sender's openid and the rules'
+// names. They are written at info, so the tap takes info at any -log-level.
+type ruleTap struct {
+	slog.Handler
+	decided func(openid string, rules []string)
+}
+
+func (t ruleTap) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || t.Handler.Enabled(ctx, l)
+}
+
+func (t ruleTap) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "rules matched" || r.Message == "no rule matched" {
+		var openid, names string
+		r.Attrs(func(a slog.Attr) bool {
+			switch a.Key {
+			case "openid":
+				openid = a.Value.String()
+			case "rule":
+				names = a.Value.String()
+			}
+			return true
+		})
+		var matched []string
+		if names != "" {
+			matched = strings.Split(names, ",")
+		}
+		if t.decided != nil {
+			t.decided(openid, matched)
+		}
+	}
+	if !t.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return t.Handler.Handle(ctx, r)
+}
+
+func (t ruleTap) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return ruleTap{t.Handler.WithAttrs(attrs), t.decided}
+}
+
+func (t ruleTap) WithGroup(name string) slog.Handler {
+	return ruleTap{t.Handler.WithGroup(name), t.decided}
 }
 
 // isTerminal reports whether r is a terminal: a person typing sees their

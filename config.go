@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wxreply/wxreply/handlers"
 	"github.com/wxreply/wxreply/server"
@@ -83,6 +84,38 @@ func newFlagSet(name string, c *config, getenv func(string) string, stderr io.Wr
 		fs.Lookup(name).DefValue = ""
 	}
 	return fs
+}
+
+// commandFlagSet is the flag set of a command that takes some of serve's
+// flags, the ones named: its -h lists only those and its own, and the
+// environment's problems with the others are none of its business.
+func commandFlagSet(name string, c *config, getenv func(string) string, stderr io.Writer, flags ...string) *flag.FlagSet {
+	all := newFlagSet(name, c, getenv, io.Discard)
+	fs := flag.NewFlagSet("wxreply "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	for _, n := range flags {
+		f := all.Lookup(n)
+		fs.Var(f.Value, f.Name, f.Usage)
+		fs.Lookup(n).DefValue = f.DefValue // a secret's stays hidden
+	}
+	for n := range c.envErrs {
+		if fs.Lookup(n) == nil {
+			delete(c.envErrs, n)
+		}
+	}
+	return fs
+}
+
+// envProblem is the first environment problem left after parse, in flag
+// order: a value that does not parse, a secret's unreadable _FILE.
+func (c *config) envProblem(fs *flag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err == nil {
+			err = c.envErrs[f.Name]
+		}
+	})
+	return err
 }
 
 // parse parses args into c and drops the environment errors of the flags
@@ -262,6 +295,9 @@ func (c *config) validate() error {
 	if c.token == "" {
 		return errors.New("WECHAT_TOKEN (or -token) is required: the Token typed into the MP console's server settings")
 	}
+	if err := checkToken(c.token); err != nil {
+		return err
+	}
 	if c.aesKey != "" {
 		if len(c.aesKey) != 43 {
 			return fmt.Errorf("WECHAT_ENCODING_AES_KEY must be 43 characters, got %d", len(c.aesKey))
@@ -303,6 +339,23 @@ func (c *config) validate() error {
 	return nil
 }
 
+// checkToken holds the Token to what the MP console's server settings
+// take: 3 to 32 letters and digits. Any other could never match the
+// console's, and every callback would be refused. The error never shows
+// the Token.
+func checkToken(token string) error {
+	const want = "WECHAT_TOKEN (or -token) must be 3 to 32 English letters and digits, as the MP console's server settings take it"
+	for i, r := range token {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9') {
+			return fmt.Errorf("%s: character %d is not a letter or digit", want, utf8.RuneCountInString(token[:i])+1)
+		}
+	}
+	if n := len(token); n < 3 || n > 32 {
+		return fmt.Errorf("%s: it is %d characters long", want, n)
+	}
+	return nil
+}
+
 // readableFile checks that the rules file can be opened and is a file, so
 // that a wrong path stops start-up before anything else is wired.
 func readableFile(path string) error {
@@ -332,7 +385,7 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	switch c.logFormat {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -340,6 +393,15 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("-log-format %q: want json or text", c.logFormat)
+}
+
+// durationsAsText writes a duration as people read it, "25s": the JSON
+// handler would write its nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // server is the server's configuration as c sets it.

@@ -100,7 +100,7 @@ func TestSecretFileErrors(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(sf.env+"/"+tt.name, func(t *testing.T) {
-				env := map[string]string{"WECHAT_TOKEN": "s3cret-token", "WECHAT_APPID": "wx1", "WXREPLY_RULES": rulesFile,
+				env := map[string]string{"WECHAT_TOKEN": "s3cretToken", "WECHAT_APPID": "wx1", "WXREPLY_RULES": rulesFile,
 					"WXREPLY_STORE": "memory", "WXREPLY_ADDR": "256.0.0.1:bad"}
 				for k, v := range tt.env {
 					env[k] = v
@@ -125,7 +125,7 @@ func TestSecretFileErrors(t *testing.T) {
 // environment's value; a secret's is never shown.
 func TestSecretNotInHelp(t *testing.T) {
 	secretFile := writeFile(t, t.TempDir(), "key", "s3cret-api-key\n")
-	code, _, errOut := runWith(map[string]string{"WECHAT_TOKEN": "s3cret-token", "WECHAT_APPSECRET": "s3cret-appsecret",
+	code, _, errOut := runWith(map[string]string{"WECHAT_TOKEN": "s3cretToken", "WECHAT_APPSECRET": "s3cret-appsecret",
 		"WXREPLY_API_KEY_FILE": secretFile, "WXREPLY_WEBHOOK_SECRET": "s3cret-hook", "WECHAT_ENCODING_AES_KEY": fileAESKey}, "serve", "-h")
 	if code != 0 || !strings.Contains(errOut, "-api-key") {
 		t.Fatalf("exit %d, %q", code, errOut)
@@ -156,6 +156,56 @@ func TestAPIKeyFileServes(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("key %q: %d, want %d", key, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestCheckToken: the MP console takes 3 to 32 English letters and
+// digits as the Token.
+func TestCheckToken(t *testing.T) {
+	for token, want := range map[string]string{
+		"wxreplytoken":          "",
+		"abc":                   "",
+		"Ab3":                   "",
+		strings.Repeat("a", 32): "",
+		"ab":                    "it is 2 characters long",
+		strings.Repeat("a", 33): "it is 33 characters long",
+		"with-dash":             "character 5 is not a letter or digit",
+		"with space":            "character 5 is not a letter or digit",
+		"令牌token":               "character 1 is not a letter or digit",
+		"token令牌":               "character 6 is not a letter or digit",
+		"tokenｔ":                "character 6 is not a letter or digit",
+	} {
+		err := checkToken(token)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q refused: %v", token, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: %v, want an error saying %q", token, err, want)
+		case err != nil && strings.Contains(err.Error(), token):
+			t.Errorf("the error repeats the Token: %v", err)
+		}
+	}
+}
+
+// TestLogDurations: a duration is logged as people write it, "25s", in
+// both formats, not as the JSON handler's nanoseconds.
+func TestLogDurations(t *testing.T) {
+	for format, want := range map[string][]string{
+		"json": {`"timeout":"25s"`, `"backoff":"1.5ms"`, `"count":3`},
+		"text": {"timeout=25s", "g.backoff=1.5ms", "count=3"},
+	} {
+		var b strings.Builder
+		c := config{logLevel: "info", logFormat: format}
+		log, err := c.logger(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("x", "timeout", 25*time.Second, slog.Group("g", "backoff", 1500*time.Microsecond), "count", 3)
+		for _, w := range want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: %s does not hold %s", format, b.String(), w)
+			}
 		}
 	}
 }

@@ -23,12 +23,13 @@ const usage = `usage: wxreply [command] [flags]
 
 commands:
   serve              run the callback server (the default)
-  check [FILE]       validate a rules file (default: $WXREPLY_RULES or rules.yaml)
+  check [FILE...]    validate rules files (default: $WXREPLY_RULES or rules.yaml)
   replay -url URL FILE...
                      sign (and encrypt) captured XML as WeChat would and POST it
   sandbox            chat with the rules in the terminal against a fake WeChat API
   send -to OPENID TEXT | -json FILE
                      push a message through a running server's /api/v1
+  version            print the version and the Go version it was built with
 
 Run 'wxreply COMMAND -h' for a command's flags.
 `
@@ -47,6 +48,8 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		case "help", "-h", "-help", "--help":
 			fmt.Fprint(stdout, usage)
 			return 0
+		case "-version", "--version":
+			args = append([]string{"version"}, args[1:]...)
 		}
 		if len(args[0]) > 0 && args[0][0] != '-' {
 			cmd, args = args[0], args[1:]
@@ -63,6 +66,8 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		return sandbox(args, getenv, stdin, stdout, stderr)
 	case "send":
 		return send(args, getenv, stdout, stderr)
+	case "version":
+		return versionCommand(args, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "wxreply: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -159,26 +164,36 @@ func check(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("wxreply check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wxreply check [FILE]\n\nValidates a rules file (default: $WXREPLY_RULES or rules.yaml): exit 0 when\nvalid, otherwise exit 1 and one FILE:LINE:COL: message line per problem.")
+		fmt.Fprintln(stderr, "usage: wxreply check [FILE...]\n\nValidates rules files (default: $WXREPLY_RULES or rules.yaml): one\nFILE:LINE:COL: message line per problem, FILE:LINE:COL: warning: message for\nwhat loads but is probably a mistake; exit 0 when no file has an error,\n1 otherwise.")
 	}
 	if err := fs.Parse(args); err != nil {
 		return parseFailed(err)
 	}
-	if fs.NArg() > 1 {
-		fs.Usage()
-		return 2
+	paths := fs.Args()
+	if len(paths) == 0 {
+		paths = []string{envOr(getenv, "WXREPLY_RULES", "rules.yaml")}
 	}
-	path := envOr(getenv, "WXREPLY_RULES", "rules.yaml")
-	if fs.NArg() > 0 {
-		path = fs.Arg(0)
+	code := 0
+	for _, path := range paths {
+		errs, warnings := 0, 0
+		for _, p := range rules.Check(path) {
+			fmt.Fprintln(stdout, p.String())
+			if p.Warning {
+				warnings++
+			} else {
+				errs++
+			}
+		}
+		switch {
+		case errs > 0:
+			code = 1
+		case warnings == 1:
+			fmt.Fprintf(stdout, "%s: ok, 1 warning\n", path)
+		case warnings > 1:
+			fmt.Fprintf(stdout, "%s: ok, %d warnings\n", path, warnings)
+		default:
+			fmt.Fprintf(stdout, "%s: ok\n", path)
+		}
 	}
-	problems := rules.Check(path)
-	for _, p := range problems {
-		fmt.Fprintln(stdout, p.String())
-	}
-	if len(problems) > 0 {
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s: ok\n", path)
-	return 0
+	return code
 }

@@ -47,7 +47,7 @@ func TestHelpAndUsage(t *testing.T) {
 		{"unknown command", []string{"serv"}, 2, "", `unknown command "serv"`},
 		{"unknown flag", []string{"-nosuch"}, 2, "", "-nosuch"},
 		{"serve with an argument", []string{"serve", "rules.yaml"}, 2, "", `unexpected argument "rules.yaml"`},
-		{"check with two files", []string{"check", "a.yaml", "b.yaml"}, 2, "", "usage: wxreply check"},
+		{"check checks every file", []string{"check", "a.yaml", "b.yaml"}, 1, "b.yaml: cannot read", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,10 +70,10 @@ func TestServeConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	const aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-	secrets := []string{"s3cret-token", aesKey, "s3cret-appsecret", "s3cret-apikey", "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", "s3cret-redis"}
+	secrets := []string{"s3cretToken", "s3cret-tok", strings.Repeat("s3cretTok", 4), aesKey, "s3cret-appsecret", "s3cret-apikey", "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!", "s3cret-redis"}
 	underFile := filepath.Join(rulesFile, "data") // a regular file cannot hold a directory
 	good := map[string]string{
-		"WECHAT_TOKEN": "s3cret-token", "WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "s3cret-appsecret",
+		"WECHAT_TOKEN": "s3cretToken", "WECHAT_APPID": "wx1", "WECHAT_APPSECRET": "s3cret-appsecret",
 		"WXREPLY_API_KEY": "s3cret-apikey", "WXREPLY_RULES": rulesFile, "WXREPLY_STORE": "memory",
 		// Never reached: every case fails before listening.
 		"WXREPLY_ADDR": "256.0.0.1:bad",
@@ -85,6 +85,12 @@ func TestServeConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"missing token", map[string]string{"WECHAT_TOKEN": ""}, nil, "WECHAT_TOKEN"},
+		// The MP console takes 3 to 32 letters and digits: no other Token
+		// can match the one WeChat signs with.
+		{"token too short", map[string]string{"WECHAT_TOKEN": "zq"}, nil, "WECHAT_TOKEN (or -token) must be 3 to 32 English letters and digits"},
+		{"token too long", map[string]string{"WECHAT_TOKEN": strings.Repeat("s3cretTok", 4)}, nil, "it is 36 characters long"},
+		{"token with a dash", map[string]string{"WECHAT_TOKEN": "s3cret-tok"}, nil, "character 7 is not a letter or digit"},
+		{"token flag with a dash", nil, []string{"-token", "s3cret-tok"}, "-token) must be 3 to 32"},
 		{"short AES key", map[string]string{"WECHAT_ENCODING_AES_KEY": "tooshort"}, nil, "43 characters"},
 		{"AES key not base64", map[string]string{"WECHAT_ENCODING_AES_KEY": strings.Repeat("!", 43)}, nil, "base64"},
 		{"AES key without AppID", map[string]string{"WECHAT_ENCODING_AES_KEY": aesKey, "WECHAT_APPID": ""}, nil, "WECHAT_APPID"},
@@ -319,4 +325,91 @@ func TestWorkersBoundSendsNotTheQueue(t *testing.T) {
 	if maxInFlight != workers {
 		t.Errorf("%d calls at WeChat at once, want -workers %d", maxInFlight, workers)
 	}
+}
+
+// TestCommandHelp: each command's -h lists its own flags, and none of
+// serve's that it does not take.
+func TestCommandHelp(t *testing.T) {
+	tests := []struct {
+		cmd       string
+		want, not []string
+	}{
+		{"serve", []string{"-shutdown-timeout", "-token", "-api-key", "-workers"}, nil},
+		{"send", []string{"-to", "-json", "-server", "-wait", "-timeout", "-idempotency-key", "-api-key", "-addr"},
+			[]string{"-token", "-shutdown-timeout", "-workers", "-rules", "-aes-key"}},
+		{"replay", []string{"-url", "-token", "-aes-key", "-appid", "-addr"},
+			[]string{"-api-key", "-shutdown-timeout", "-workers", "-rules", "-store"}},
+		{"sandbox", []string{"-rules", "-log", "-log-level", "-openid", "-show-rule"},
+			[]string{"-token", "-shutdown-timeout", "-workers", "-api-key"}},
+		{"check", []string{"usage: wxreply check"}, []string{"-token", "-shutdown-timeout", "-rules"}},
+		{"version", []string{"usage: wxreply version"}, []string{"-token", "-shutdown-timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd, func(t *testing.T) {
+			code, out, errOut := runWith(nil, tt.cmd, "-h")
+			if code != 0 || out != "" {
+				t.Fatalf("exit %d, stdout %q", code, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("%s -h does not show %s:\n%s", tt.cmd, w, errOut)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(errOut, n+" ") || strings.Contains(errOut, n+"\n") {
+					t.Errorf("%s -h shows %s, a flag it does not take:\n%s", tt.cmd, n, errOut)
+				}
+			}
+			if n := strings.Count(errOut, "\n  -"); tt.cmd != "serve" && n > 10 {
+				t.Errorf("%s -h lists %d flags:\n%s", tt.cmd, n, errOut)
+			}
+		})
+	}
+	// A flag of serve's that a command does not take is refused.
+	if code, _, errOut := runWith(nil, "send", "-workers", "3", "-to", "o", "x"); code != 2 || !strings.Contains(errOut, "flag provided but not defined: -workers") {
+		t.Errorf("send -workers: exit %d, %q", code, errOut)
+	}
+}
+
+// The environment's problems with a flag a command takes stop it (exit
+// 2, one line); those with flags it does not take are not its business.
+func TestCommandEnvProblems(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := writeFile(t, dir, "key", "k\n")
+	tests := []struct {
+		name, cmd string
+		env       map[string]string
+		args      []string
+		wantCode  int
+		wantErr   string
+	}{
+		{"send: API key twice", "send", map[string]string{"WXREPLY_API_KEY": "s3cret", "WXREPLY_API_KEY_FILE": keyFile},
+			[]string{"-to", "o", "x"}, 2, "WXREPLY_API_KEY and WXREPLY_API_KEY_FILE are both set"},
+		{"replay: AES key file missing", "replay", map[string]string{"WECHAT_ENCODING_AES_KEY_FILE": filepath.Join(dir, "none")},
+			[]string{"a.xml"}, 2, "WECHAT_ENCODING_AES_KEY_FILE: cannot read"},
+		// WXREPLY_WORKERS is serve's: send does not read it. The send
+		// fails for want of a server, after the check.
+		{"send: another command's variable", "send", map[string]string{"WXREPLY_WORKERS": "eight", "WXREPLY_API_KEY": "k"},
+			[]string{"-server", closedServer(t), "-to", "o", "x"}, 1, "cannot reach"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := runWith(tt.env, append([]string{tt.cmd}, tt.args...)...)
+			lines := strings.Split(strings.TrimSpace(errOut), "\n")
+			if code != tt.wantCode || len(lines) != 1 || !strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("exit %d, stderr %q; want %d and one line saying %q", code, errOut, tt.wantCode, tt.wantErr)
+			}
+			if strings.Contains(errOut, "s3cret") {
+				t.Errorf("stderr repeats a secret: %q", errOut)
+			}
+		})
+	}
+}
+
+// closedServer is the URL of a port nothing listens on.
+func closedServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	return srv.URL
 }

@@ -38,8 +38,15 @@ func TestSandboxWithSampleRules(t *testing.T) {
 		{"/voice 你好", "< 你好！\n"},
 		{"营业时间", "< 每天 9:00–21:00 营业\n"},
 		{"帮助", "  查看帮助中心 <https://example.com/help>\n"},
-		{"/unsubscribe", ""},
-		{"/help", "/subscribe [SCENE]"},
+		{"/unsubscribe", "(no reply)\n"},
+		{"/rules on", "[showing which rule answers each message]\n"},
+		{"hello", "[rule: greeting]\n< 你好！\n"},
+		{"听不懂的话", "[rule: default]\n< 没听懂"},
+		{"/subscribe", "[rule: welcome]\n< 欢迎关注！\n"},
+		{"/unsubscribe", "[no rule matched]\n(no reply)\n"},
+		{"/rules off", "[not showing which rule answers]\n"},
+		{"hi", "< 你好！\n"},
+		{"/help", "/rules on|off"},
 		{"/quit", ""},
 	}
 	var in strings.Builder
@@ -67,8 +74,25 @@ func TestSandboxWithSampleRules(t *testing.T) {
 			t.Errorf("after %q the terminal showed:\n%s\nwant it to contain:\n%s", s.in, answer, s.want)
 		}
 	}
+	if _, after, _ := strings.Cut(out.String(), "> /rules off\n"); strings.Contains(after, "[rule") {
+		t.Errorf("after /rules off the terminal still says which rule answered:\n%s", after)
+	}
 	if errOut.Len() != 0 {
 		t.Errorf("stderr: %s", &errOut)
+	}
+}
+
+// -show-rule says which rule answered from the first line, at any
+// -log-level: the rules' decisions are read from the server's log.
+func TestSandboxShowRule(t *testing.T) {
+	var out, errOut strings.Builder
+	code := run([]string{"sandbox", "-show-rule", "-log-level", "error"}, env(nil), strings.NewReader("hi\n/unsubscribe\n"), &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, &errOut)
+	}
+	want := "> hi\n[rule: greeting]\n< 你好！\n> /unsubscribe\n[no rule matched]\n(no reply)\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("the terminal showed:\n%s\nwant it to end with:\n%s", &out, want)
 	}
 }
 
@@ -138,16 +162,40 @@ func TestSandboxLiveEdit(t *testing.T) {
 		t.Fatalf("no answer to hi:\n%s", out.String())
 		return false
 	}
+	// waitFor waits until the terminal shows want after the first from
+	// bytes, and returns where it ends.
+	waitFor := func(from int, want string) int {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if i := strings.Index(out.String()[from:], want); i >= 0 {
+				return from + i + len(want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatalf("the terminal never showed %q:\n%s", want, out.String()[from:])
+		return 0
+	}
 	if !say("first version") {
 		t.Fatalf("before the edit:\n%s", out.String())
 	}
+	// An edit that applies says so, and the next line gets the new rules.
+	mark := len(out.String())
 	write("second version")
-	deadline := time.Now().Add(10 * time.Second)
-	for !say("second version") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the edit never applied:\n%s", out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	waitFor(mark, "[rules reloaded: 1 rule]\n")
+	if !say("second version") {
+		t.Fatalf("after the edit:\n%s", out.String())
+	}
+	// A refused edit shows every problem, FILE:LINE:COL: message, and the
+	// rules in force stay.
+	mark = len(out.String())
+	if err := os.WriteFile(path, []byte("rules:\n  - name: greeting\n    mach: {}\n    reply: [{text: x}]\n  - name: greeting\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	end := waitFor(mark, "[rules not reloaded, ")
+	waitFor(end, "\n"+path+":3:5: ")
+	waitFor(end, "\n"+path+":5:")
+	if !say("second version") {
+		t.Fatalf("after a refused edit:\n%s", out.String())
 	}
 	inW.Close()
 	if code := <-done; code != 0 {
@@ -226,6 +274,12 @@ func TestSendCommand(t *testing.T) {
 		{"invalid", []string{"-server", base, "-to", "oCLI", "   "}, map[string]string{"WXREPLY_API_KEY": "push-key"}, 1, "", "nothing to send", 3},
 		{"missing file", []string{"-server", base, "-json", filepath.Join(dir, "none.json")}, map[string]string{"WXREPLY_API_KEY": "push-key"}, 2, "", "no such file", 3},
 		{"bad flag", []string{"-nope"}, nil, 2, "", "flag provided but not defined", 3},
+		// The -json file names its user: a -to or a TEXT beside it is a
+		// mistake, not something to ignore.
+		{"-to with -json", []string{"-server", base, "-to", "oOther", "-json", msgFile}, map[string]string{"WXREPLY_API_KEY": "push-key"}, 2, "",
+			"wxreply send: -to and -json do not go together: the -json file names the user (touser)\n", 3},
+		{"TEXT with -json", []string{"-server", base, "-json", msgFile, "hello"}, map[string]string{"WXREPLY_API_KEY": "push-key"}, 2, "",
+			"wxreply send: give a TEXT or -json FILE, not both\n", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,6 +291,9 @@ func TestSendCommand(t *testing.T) {
 			if !strings.HasSuffix(out.String(), tt.wantOut) || !strings.Contains(errOut.String(), tt.wantErr) {
 				t.Errorf("stdout %q stderr %q: want %q and %q", &out, &errOut, tt.wantOut, tt.wantErr)
 			}
+			if strings.HasSuffix(tt.wantErr, "\n") && errOut.String() != tt.wantErr {
+				t.Errorf("stderr %q, want exactly the line %q", &errOut, tt.wantErr)
+			}
 			if n := len(fake.Accepted(wechat.PathCustomSend)); n != tt.wantFakeN {
 				t.Errorf("fake API accepted %d messages, want %d", n, tt.wantFakeN)
 			}
@@ -245,6 +302,28 @@ func TestSendCommand(t *testing.T) {
 	got := fake.Accepted(wechat.PathCustomSend)
 	if len(got) == 3 && (got[0].Custom.Text == nil || got[0].Custom.Text.Content != "订单 已发货" || got[1].OpenID != "oJSON") {
 		t.Errorf("fake API got %+v and %+v", got[0].Custom, got[1].Custom)
+	}
+}
+
+// send -wait says why a message failed as the server's log does: the
+// "connection refused" behind a network error, not the network error
+// alone.
+func TestSendWaitSaysWhy(t *testing.T) {
+	down := closedServer(t)
+	base, _ := startApp(t, "push-key", func(c *config) {
+		c.apiBase = down                       // WeChat cannot be reached
+		c.maxRetryAge = 100 * time.Millisecond // and the first retry would come too late
+	})
+	var out, errOut strings.Builder
+	code := run([]string{"send", "-server", base, "-to", "oCLI", "-wait", "-timeout", "20s", "hi"}, env(map[string]string{"WXREPLY_API_KEY": "push-key"}),
+		strings.NewReader(""), &out, &errOut)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1: %s%s", code, &out, &errOut)
+	}
+	for _, w := range []string{"failed: network error: connection refused", "message not delivered: network error: connection refused"} {
+		if !strings.Contains(out.String()+errOut.String(), w) {
+			t.Errorf("stdout %q, stderr %q: want %q", &out, &errOut, w)
+		}
 	}
 }
 

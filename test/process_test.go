@@ -87,10 +87,10 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		want string
 	}{
 		{"missing token", nil, "WECHAT_TOKEN"},
-		{"short AES key", []string{"WECHAT_TOKEN=t", "WECHAT_APPID=wx1", "WECHAT_ENCODING_AES_KEY=tooshort"}, "43 characters"},
-		{"AES key not base64", []string{"WECHAT_TOKEN=t", "WECHAT_APPID=wx1", "WECHAT_ENCODING_AES_KEY=" + strings.Repeat("!", 43)}, "base64"},
-		{"AES key without AppID", []string{"WECHAT_TOKEN=t", "WECHAT_ENCODING_AES_KEY=" + testAESKey}, "WECHAT_APPID"},
-		{"unreadable rules", []string{"WECHAT_TOKEN=t", "WXREPLY_RULES=/nonexistent/rules.yaml"}, "/nonexistent/rules.yaml"},
+		{"short AES key", []string{"WECHAT_TOKEN=" + testToken, "WECHAT_APPID=wx1", "WECHAT_ENCODING_AES_KEY=tooshort"}, "43 characters"},
+		{"AES key not base64", []string{"WECHAT_TOKEN=" + testToken, "WECHAT_APPID=wx1", "WECHAT_ENCODING_AES_KEY=" + strings.Repeat("!", 43)}, "base64"},
+		{"AES key without AppID", []string{"WECHAT_TOKEN=" + testToken, "WECHAT_ENCODING_AES_KEY=" + testAESKey}, "WECHAT_APPID"},
+		{"unreadable rules", []string{"WECHAT_TOKEN=" + testToken, "WXREPLY_RULES=/nonexistent/rules.yaml"}, "/nonexistent/rules.yaml"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

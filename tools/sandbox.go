@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wxreply/wxreply/delivery"
+	"github.com/wxreply/wxreply/rules"
 	"github.com/wxreply/wxreply/wechat"
 	"github.com/wxreply/wxreply/wechat/wechattest"
 )
@@ -22,7 +23,7 @@ import (
 // The sandbox's built-in account. Nothing leaves the machine: the server
 // listens on loopback and calls a fake WeChat API in the same process.
 const (
-	SandboxToken  = "sandbox-token"
+	SandboxToken  = "sandboxtoken"
 	SandboxOpenID = "oSANDBOX_user_0001"
 	sandboxGhID   = "gh_sandbox00001"
 )
@@ -48,6 +49,17 @@ type SandboxServer struct {
 	// has failed; a ServeFunc that does not call it makes Sandbox fail at
 	// start.
 	Watch func(SenderStats)
+
+	// Reloaded and Decided are for the ServeFunc to call, so that the
+	// sandbox can say what the rules did. Reloaded takes what each reload
+	// of the rules file came to (rules.Engine.ReportReloads takes it as
+	// it is): the sandbox says that an edit applied, or shows every
+	// problem of one that was refused. Decided takes, before the callback
+	// is answered, the rules that answered a message from openid, in file
+	// order ("default" for the default reply; none when nothing matched),
+	// for /rules on.
+	Reloaded func(rules.ReloadResult)
+	Decided  func(openid string, rules []string)
 }
 
 // SenderStats is what the sandbox watches of the server's sending side;
@@ -77,6 +89,10 @@ type SandboxOptions struct {
 
 	OpenID string // the user the person chats as; SandboxOpenID when empty
 
+	// ShowRules shows which rules answered each line from the start
+	// (-show-rule); /rules on|off toggles it.
+	ShowRules bool
+
 	// ReplyTimeout is how long the replies to one line may take before
 	// the next line is read; zero means 40s, past a slow rule's retries.
 	ReplyTimeout time.Duration
@@ -105,6 +121,8 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	con := newConsole(o.Out, o.Echo)
+	decided := &decisions{openid: o.OpenID}
 	var watched struct {
 		mu    sync.Mutex
 		stats SenderStats
@@ -119,6 +137,8 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 			watched.stats = st
 			watched.mu.Unlock()
 		},
+		Reloaded: func(r rules.ReloadResult) { con.notice(reloadNotice(r, o.RulesPath)...) },
+		Decided:  decided.add,
 	}
 	serveCtx, stop := context.WithCancel(ctx)
 	var serveErr error
@@ -133,6 +153,7 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 		stop()
 		<-served
 	}()
+	defer con.close() // before the server stops: what it says then is not shown
 	if err := waitReady(ctx, base, served, &serveErr); err != nil {
 		return err
 	}
@@ -147,6 +168,9 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 	}
 	s := &session{
 		out:          o.Out,
+		con:          con,
+		decided:      decided,
+		showRules:    o.ShowRules,
 		openid:       o.OpenID,
 		box:          box,
 		stats:        stats,
@@ -154,50 +178,19 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 		nextID:       24000000000000001,
 		replyTimeout: o.ReplyTimeout,
 	}
-	rules := o.RulesPath
-	if rules == "" {
-		rules = "the rules file"
+	file := o.RulesPath
+	if file == "" {
+		file = "the rules file"
 	}
-	fmt.Fprintf(o.Out, "wxreply sandbox: you are WeChat user %s, chatting with %s.\n", o.OpenID, rules)
+	fmt.Fprintf(o.Out, "wxreply sandbox: you are WeChat user %s, chatting with %s.\n", o.OpenID, file)
 	fmt.Fprintln(o.Out, "Type a message, or /help for the events you can send. Edits to the rules apply live; /quit or Ctrl-D ends.")
 	return s.loop(ctx, o.In, o.Echo)
 }
 
-// waitReady polls /healthz until the server answers 200, the Serve
-// function gives up, or startTimeout passes.
-func waitReady(ctx context.Context, base string, served <-chan struct{}, serveErr *error) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case <-served:
-			err := *serveErr
-			if err == nil {
-				err = errors.New("it stopped")
-			}
-			return fmt.Errorf("sandbox: the server did not start: %w", err)
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("sandbox: the server did not become ready within %s", startTimeout)
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-		}
-	}
-}
-
 // session is one person chatting.
 type session struct {
-	out    io.Writer
+	out    io.Writer // written while con is answering, or through con
+	con    *console
 	openid string
 	box    *inbox
 	stats  SenderStats // the server's Sender, handed over by Watch
@@ -207,16 +200,19 @@ type session struct {
 	lastCreate   int64                // CreateTime of the last callback, see createTime
 	menu         []wechat.MsgMenuItem // the last msgmenu shown, for numbered choices
 	replyTimeout time.Duration        // how long one line's replies may take
+
+	decided   *decisions // what the rules decided, as the server reports it
+	showRules bool       // /rules on
+	answered  bool       // something showed for the line being answered
 }
 
 // loop reads lines until /quit, the end of in, or ctx.
 func (s *session) loop(ctx context.Context, in io.Reader, echo bool) error {
 	r := bufio.NewReader(in)
 	for {
-		if !echo {
-			fmt.Fprint(s.out, "> ")
-		}
+		s.con.idle()
 		raw, size, err := readLine(r)
+		s.con.answering()
 		if err != nil {
 			if !echo {
 				fmt.Fprintln(s.out)
@@ -265,6 +261,17 @@ func (s *session) handle(ctx context.Context, line string) (quit bool) {
 	switch cmd {
 	case "/help":
 		fmt.Fprint(s.out, sandboxHelp)
+	case "/rules":
+		switch arg {
+		case "on":
+			s.showRules = true
+			fmt.Fprintln(s.out, "[showing which rule answers each message]")
+		case "off":
+			s.showRules = false
+			fmt.Fprintln(s.out, "[not showing which rule answers]")
+		default:
+			fmt.Fprintln(s.out, "usage: /rules on|off")
+		}
 	case "/quit", "/exit":
 		return true
 	case "/subscribe":
@@ -311,6 +318,7 @@ numbered choices, type a number to tap one. Commands send events:
   /click KEY          tap a custom-menu button with this key
   /menu ID            tap a msgmenu item by its id
   /voice TEXT         send a voice message that WeChat recognised as TEXT
+  /rules on|off       show which rule answers each message, or stop showing it
   /help               this list
   /quit               leave (Ctrl-D too)
 `
@@ -323,40 +331,57 @@ func (s *session) need(cmd, arg, what string) bool {
 	return true
 }
 
-// send posts one callback, shows the passive reply, then every
-// customer-service message the server sends in answer.
+// send posts one callback, shows (with /rules on) which rules answered,
+// the passive reply, then every customer-service message the server sends
+// in answer; "(no reply)" when there was none.
 func (s *session) send(ctx context.Context, msg []byte) {
 	r, err := s.cb.Post(ctx, msg)
+	decided := s.decided.take()
 	switch {
 	case err != nil && r == nil:
 		fmt.Fprintf(s.out, "[could not reach the server: %v]\n", err)
 		return
-	case err != nil:
-		fmt.Fprintf(s.out, "[unreadable reply: %v]\n", err)
-	case !r.OK():
+	case err == nil && !r.OK():
 		fmt.Fprintf(s.out, "[the server answered %s: %s]\n", r.Status, bytes.TrimSpace(r.Body))
 		return
+	}
+	if s.showRules {
+		for _, names := range decided {
+			fmt.Fprintln(s.out, ruleLine(names))
+		}
+	}
+	s.answered = false
+	switch {
+	case err != nil:
+		fmt.Fprintf(s.out, "[unreadable reply: %v]\n", err)
+		s.answered = true
 	case r.Reply != nil:
 		m, err := parsePassive(r.Reply)
 		if err != nil {
 			fmt.Fprintf(s.out, "[unreadable passive reply: %v]\n%s\n", err, r.Reply)
+			s.answered = true
 		} else {
 			s.show(m)
 		}
 	}
 	s.sync(ctx)
+	if !s.answered {
+		fmt.Fprintln(s.out, "(no reply)")
+	}
 }
 
 // showReceived shows one call of the fake API as the user would see it.
 func (s *session) showReceived(r wechattest.Received) {
 	switch {
 	case r.API == wechat.PathCustomSend && r.Custom != nil:
+		s.answered = true
 		if !r.OK() {
 			fmt.Fprintf(s.out, "[a %s message was not delivered: WeChat answered errcode %d]\n", r.Custom.MsgType, r.ErrCode)
 			return
 		}
 		s.show(r.Custom)
 	case r.API == wechat.PathTemplateSend && r.Template != nil:
+		s.answered = true
 		if !r.OK() {
 			fmt.Fprintf(s.out, "[a template message was not delivered: WeChat answered errcode %d]\n", r.ErrCode)
 			return
@@ -368,6 +393,7 @@ func (s *session) showReceived(r wechattest.Received) {
 
 // show renders one message and remembers a msgmenu's choices.
 func (s *session) show(m *wechat.CustomMessage) {
+	s.answered = true
 	writeLines(s.out, renderCustom(m))
 	if m.MsgMenu != nil && m.MsgType == wechat.MsgTypeMsgMenu {
 		s.menu = m.MsgMenu.List

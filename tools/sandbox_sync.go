@@ -2,13 +2,15 @@ package tools
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
-// How the sandbox knows that the replies to a line are all out, so that
-// each line's answer is shown complete before the next prompt, and none
-// is cut off or shown after the next line.
+// How the sandbox waits: for the server to come up, and until the replies
+// to a line are all out, so that each line's answer is shown complete
+// before the next prompt, and none is cut off or shown after the next line.
 
 // pollEvery is how often sync looks at the Sender's counters.
 const pollEvery = 2 * time.Millisecond
@@ -35,6 +37,7 @@ func (s *session) sync(ctx context.Context) {
 		case <-tick.C:
 		case <-deadline.C:
 			fmt.Fprintln(s.out, "[still sending after waiting; later replies show after your next line, and the server log says why]")
+			s.answered = true
 			return
 		case <-ctx.Done():
 			return
@@ -50,5 +53,37 @@ func (s *session) showArrived() {
 			return
 		}
 		s.showReceived(r)
+	}
+}
+
+// waitReady polls /healthz until the server answers 200, the Serve
+// function gives up, or startTimeout passes.
+func waitReady(ctx context.Context, base string, served <-chan struct{}, serveErr *error) error {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-served:
+			err := *serveErr
+			if err == nil {
+				err = errors.New("it stopped")
+			}
+			return fmt.Errorf("sandbox: the server did not start: %w", err)
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("sandbox: the server did not become ready within %s", startTimeout)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
 }

@@ -33,6 +33,9 @@ type scripted struct {
 	// pushCalls counts the requests to the push API, which the sandbox
 	// has no use for.
 	pushCalls atomic.Int64
+	// decided is the sandbox's SandboxServer.Decided: Respond tells it
+	// which "rules" answered, as the real server's log does.
+	decided func(openid string, rules []string)
 }
 
 // slowTransport holds a send of the reply to "slow" until the gate opens.
@@ -109,11 +112,21 @@ func (r *scripted) Respond(ctx context.Context, m *wechat.Message) ([]byte, erro
 	case m.Content == "release":
 		r.released.Do(func() { close(r.gate) })
 		replies = append(replies, text("released"))
+	case m.Content == "two rules":
+		replies = append(replies, text("you said: "+m.Content))
 	case m.Content == "template":
 		template = &wechat.TemplateMessage{TemplateID: "TPL", URL: "https://example.com/o",
 			Data: map[string]wechat.TemplateValue{"first": {Value: "shipped"}, "remark": {Value: "soon"}}}
 	default:
 		replies = append(replies, text("you said: "+m.Content))
+	}
+	switch {
+	case len(replies) == 0 && passive == nil && template == nil:
+		r.decided(m.FromUserName, nil)
+	case m.Content == "two rules":
+		r.decided(m.FromUserName, []string{"first", "second"})
+	default:
+		r.decided(m.FromUserName, []string{"script"})
 	}
 	var out []wechat.Outgoing
 	for _, rep := range replies {
@@ -168,6 +181,7 @@ func scriptedServe(r *scripted) ServeFunc {
 			Logger:      log,
 		})
 		s.Watch(r.outbox)
+		r.decided = s.Decided
 		r.outbox.Start()
 		h := handlers.New(handlers.Config{
 			Token:     s.Token,
@@ -236,7 +250,7 @@ func TestSandboxSession(t *testing.T) {
 		{"/scan summer", "< scanned summer\n"},
 		{"/click V1001_TODAY_MUSIC", "< clicked V1001_TODAY_MUSIC\n"},
 		{"/voice 今天天气", "< heard: 今天天气\n"},
-		{"/unsubscribe", ""},
+		{"/unsubscribe", "(no reply)\n"},
 		{"passive", "< a passive reply\n"},
 		{"passive news", "< [link card] Passive card\n  in the response\n  https://example.com/p\n"},
 		{"link", "< see the help <https://example.com/help>\n  second line\n"},
@@ -260,6 +274,13 @@ func TestSandboxSession(t *testing.T) {
 		{"/menu", "usage: /menu ID\n"},
 		{"/voice", "usage: /voice TEXT\n"},
 		{"/dance", "unknown command /dance: /help lists them\n"},
+		{"/rules on", "[showing which rule answers each message]\n"},
+		{"hello", "[rule: script]\n< you said: hello\n"},
+		{"two rules", "[rules: first, second]\n< you said: two rules\n"},
+		{"/unsubscribe", "[no rule matched]\n(no reply)\n"},
+		{"/rules off", "[not showing which rule answers]\n"},
+		{"hello", "< you said: hello\n"},
+		{"/rules", "usage: /rules on|off\n"},
 		{"/help", sandboxHelp},
 		{"", ""},
 		{"/quit", ""},
@@ -286,7 +307,7 @@ func TestSandboxSession(t *testing.T) {
 	var lines []string // the lines that post a callback
 	for _, s := range steps {
 		switch s.in {
-		case "", "/scan", "/click", "/menu", "/voice", "/dance", "/help", "/quit", "after quit":
+		case "", "/scan", "/click", "/menu", "/voice", "/dance", "/help", "/quit", "after quit", "/rules on", "/rules off", "/rules":
 		default:
 			lines = append(lines, s.in)
 		}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,17 +17,17 @@ import (
 )
 
 // SendOptions configures Send: one message pushed through a running
-// server's /api/v1. Give To and Text for a text message, or JSON for any
-// customer-service message exactly as message/custom/send takes it, or a
-// template message exactly as message/template/send takes it (told apart
-// by its template_id).
+// server's /api/v1. Give To and Text for a text message, or JSON alone for
+// any customer-service message exactly as message/custom/send takes it, or
+// a template message exactly as message/template/send takes it (told
+// apart by its template_id), touser included.
 type SendOptions struct {
 	Server string // the server's base URL, e.g. http://127.0.0.1:8080
 	APIKey string // WXREPLY_API_KEY
 
-	To   string // the user's openid; with JSON, fills in a missing touser
+	To   string // the user's openid, for Text
 	Text string
-	JSON []byte
+	JSON []byte // the whole message: neither To nor Text goes with it
 
 	IdempotencyKey string // makes a retry of this command safe
 
@@ -101,25 +102,16 @@ func isTemplate(body []byte) bool {
 	return ok
 }
 
-// message builds the JSON to post. A -json file keeps its exact fields;
-// only a missing touser is filled in from -to.
+// message builds the JSON to post. A -json file is posted as it is: the
+// server explains what is wrong with it.
 func (o SendOptions) message() ([]byte, error) {
 	switch {
 	case o.JSON != nil && o.Text != "":
 		return nil, errors.New("give a TEXT or -json FILE, not both")
+	case o.JSON != nil && o.To != "":
+		return nil, errors.New("-to and -json do not go together: the -json file names the user (touser)")
 	case o.JSON != nil:
-		if o.To == "" {
-			return o.JSON, nil
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(o.JSON, &m); err != nil {
-			return nil, fmt.Errorf("-json: not a JSON object: %w", err)
-		}
-		if _, ok := m["touser"]; ok {
-			return o.JSON, nil
-		}
-		m["touser"], _ = json.Marshal(o.To)
-		return json.Marshal(m)
+		return o.JSON, nil
 	case o.To == "":
 		return nil, errors.New("-to OPENID is required: the user to send to")
 	case strings.TrimSpace(o.Text) == "":
@@ -139,26 +131,25 @@ func (o SendOptions) wait(ctx context.Context, statusURL string) error {
 	t := time.NewTicker(o.PollInterval)
 	defer t.Stop()
 	saidSent := false
+	var last pushStatus // the status before this poll's
 	for {
-		var st struct {
-			Status  string `json:"status"`
-			Reason  string `json:"reason"`
-			ErrCode int    `json:"errcode"`
-		}
+		var st pushStatus
 		if err := o.call(ctx, http.MethodGet, statusURL, nil, nil, http.StatusOK, &st); err != nil {
+			if ctx.Err() != nil && last.Status != "" {
+				// The wait ran out during a poll.
+				return fmt.Errorf("still %s%s: %w", last.Status, last.progress(), ctx.Err())
+			}
 			return err
 		}
+		last = st
 		switch st.Status {
 		case "delivered":
 			fmt.Fprintln(o.Stdout, "delivered")
 			return nil
 		case "failed":
-			reason := st.Reason
-			if st.ErrCode != 0 {
-				reason = fmt.Sprintf("%s (errcode %d)", reason, st.ErrCode)
-			}
-			fmt.Fprintln(o.Stdout, "failed: "+reason)
-			return fmt.Errorf("%w: %s", ErrNotDelivered, reason)
+			cause := st.cause()
+			fmt.Fprintln(o.Stdout, "failed: "+cause)
+			return fmt.Errorf("%w: %s", ErrNotDelivered, cause)
 		case "sent":
 			if !saidSent {
 				fmt.Fprintln(o.Stdout, "sent: waiting for WeChat's delivery report (TEMPLATESENDJOBFINISH)")
@@ -167,10 +158,61 @@ func (o SendOptions) wait(ctx context.Context, statusURL string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("still %s: %w", st.Status, ctx.Err())
+			return fmt.Errorf("still %s%s: %w", st.Status, st.progress(), ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// pushStatus is the push API's status of a message. LastError and ErrMsg
+// are read when the server gives them: the cause behind the reason.
+type pushStatus struct {
+	Status    string `json:"status"`
+	Reason    string `json:"reason"`
+	ErrCode   int    `json:"errcode"`
+	ErrMsg    string `json:"errmsg"`
+	LastError string `json:"last_error"`
+	Attempts  int    `json:"attempts"`
+}
+
+// cause is why a message failed, as fully as the server says: the reason,
+// WeChat's errcode, and its errmsg or the last error behind the reason
+// (the "connection refused" behind a "network error").
+func (st pushStatus) cause() string {
+	reason := st.Reason
+	if reason == "" {
+		reason = "no reason given"
+	}
+	var more []string
+	if st.ErrCode != 0 {
+		more = append(more, fmt.Sprintf("errcode %d", st.ErrCode))
+	}
+	if st.ErrMsg != "" && st.ErrMsg != st.Reason {
+		more = append(more, "errmsg "+strconv.Quote(st.ErrMsg))
+	}
+	if st.LastError != "" && st.LastError != st.Reason && st.LastError != st.ErrMsg {
+		more = append(more, "last error: "+st.LastError)
+	}
+	if len(more) == 0 {
+		return reason
+	}
+	return reason + " (" + strings.Join(more, "; ") + ")"
+}
+
+// progress is what a message still under way has been through: its
+// attempts, and the error that keeps it waiting.
+func (st pushStatus) progress() string {
+	var more []string
+	if st.Attempts > 0 {
+		more = append(more, count(st.Attempts, "attempt"))
+	}
+	if st.LastError != "" {
+		more = append(more, "last error: "+st.LastError)
+	}
+	if len(more) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(more, "; ") + ")"
 }
 
 // apiProblem is the push API's error answer.

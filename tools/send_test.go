@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,7 +34,7 @@ type pushStack struct {
 	srv  *server.Server
 }
 
-func newPushStack(t *testing.T, apiKey string) *pushStack {
+func newPushStack(t *testing.T, apiKey string, edits ...func(*server.Config)) *pushStack {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fake := wechattest.NewServer()
@@ -41,14 +43,18 @@ func newPushStack(t *testing.T, apiKey string) *pushStack {
 	if err := os.WriteFile(rules, []byte("rules:\n  - name: hi\n    match: {text: {equals: [hi]}}\n    reply: [{text: hello}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{
-		Token: "t", AppID: fake.AppID, AppSecret: fake.AppSecret, APIBase: fake.URL,
+	cfg := server.Config{
+		Token: "wxreplytoken", AppID: fake.AppID, AppSecret: fake.AppSecret, APIBase: fake.URL,
 		RulesPath: rules, APIKey: apiKey, Store: store.Memory, Logger: log,
 		Delivery: func(o *delivery.Options) {
 			o.BaseBackoff = time.Millisecond
 			o.PollEvery = 5 * time.Millisecond
 		},
-	})
+	}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +93,8 @@ func TestSend(t *testing.T) {
 			wantSent: `"touser":"oUser"`},
 		{name: "json file", o: SendOptions{JSON: []byte(news), Wait: true},
 			wantOut: []string{"delivered"}, wantSent: `"articles":[{"title":"指南","url":"https://example.com"}]`},
-		{name: "json file, touser from -to", o: SendOptions{To: "oFilled", JSON: []byte(`{"msgtype":"text","text":{"content":"x"}}`), Wait: true},
-			wantOut: []string{"delivered"}, wantSent: `"touser":"oFilled"`},
+		{name: "json file with -to", o: SendOptions{To: "oOther", JSON: []byte(news)},
+			wantErr: "-to and -json do not go together"},
 		{name: "out of window", o: SendOptions{To: "oGone", Text: "hi", Wait: true}, outOfWin: "oGone",
 			wantErr: "out of window (errcode 45015)", wantOut: []string{"failed: out of window (errcode 45015)"}, wantNotDel: true},
 		{name: "unknown field", o: SendOptions{JSON: []byte(`{"touser":"o","msgtype":"text","text":{"content":"x"},"safe":1}`)},
@@ -101,7 +107,7 @@ func TestSend(t *testing.T) {
 		{name: "no recipient", o: SendOptions{Text: "x"}, wantErr: "-to OPENID is required"},
 		{name: "nothing to send", o: SendOptions{To: "o"}, wantErr: "nothing to send"},
 		{name: "text and json", o: SendOptions{To: "o", Text: "x", JSON: []byte(news)}, wantErr: "not both"},
-		{name: "json not an object", o: SendOptions{To: "o", JSON: []byte(`[1]`)}, wantErr: "-json: not a JSON object"},
+		{name: "json not an object", o: SendOptions{JSON: []byte(`[1]`)}, wantErr: "400 Bad Request: invalid JSON"},
 		{name: "bad server", o: SendOptions{Server: "127.0.0.1:8080", To: "o", Text: "x"}, wantErr: `-server "127.0.0.1:8080": want an http:// or https:// URL`},
 		{name: "server down", o: SendOptions{Server: down, To: "o", Text: "x"},
 			wantErr: "cannot reach " + down + "/api/v1/messages: "},
@@ -239,6 +245,82 @@ func TestSendTemplate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// -wait says why a message failed as fully as the server does: the
+// "connection refused" behind a network error, WeChat's errcode and
+// errmsg; and, when it gives up waiting, what held the message up.
+func TestSendWaitCause(t *testing.T) {
+	t.Run("WeChat unreachable", func(t *testing.T) {
+		st := newPushStack(t, sendKey, func(c *server.Config) {
+			c.APIBase = closedURL(t)
+			c.MaxRetryAge = 50 * time.Millisecond
+			c.Delivery = func(o *delivery.Options) {
+				o.BaseBackoff = time.Second // past MaxRetryAge: one attempt
+				o.PollEvery = 5 * time.Millisecond
+			}
+		})
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := Send(ctx, SendOptions{Server: st.URL, APIKey: sendKey, To: "oUser", Text: "x", Wait: true, PollInterval: 10 * time.Millisecond, Stdout: &out})
+		if !errors.Is(err, ErrNotDelivered) || !strings.Contains(err.Error(), "network error: connection refused") {
+			t.Errorf("Send: %v, want it not delivered for a connection refused", err)
+		}
+		if !strings.Contains(out.String(), "\nfailed: network error: connection refused") {
+			t.Errorf("output:\n%s", &out)
+		}
+	})
+	for _, tt := range []struct {
+		name, status, want string
+	}{
+		{"last error", `{"id":"m1","status":"failed","reason":"network error","attempts":3,"last_error":"Post \"https://api.weixin.qq.com/cgi-bin/stable_token\": proxyconnect tcp: dial tcp 10.0.0.1:3128: i/o timeout"}`,
+			`failed: network error (last error: Post "https://api.weixin.qq.com/cgi-bin/stable_token": proxyconnect tcp: dial tcp 10.0.0.1:3128: i/o timeout)`},
+		{"errcode and errmsg", `{"id":"m1","status":"failed","reason":"out of window","errcode":45015,"errmsg":"response out of time limit or subscription is canceled"}`,
+			`failed: out of window (errcode 45015; errmsg "response out of time limit or subscription is canceled")`},
+		{"errcode and last error", `{"id":"m1","status":"failed","reason":"invalid openid","errcode":40003,"last_error":"wechat /cgi-bin/message/custom/send: errcode 40003: invalid openid"}`,
+			`failed: invalid openid (errcode 40003; last error: wechat /cgi-bin/message/custom/send: errcode 40003: invalid openid)`},
+		{"reason alone", `{"id":"m1","status":"failed","reason":"timeout"}`, "failed: timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			api := statusServer(t, tt.status)
+			var out bytes.Buffer
+			err := Send(context.Background(), SendOptions{Server: api, APIKey: "k", To: "o", Text: "x", Wait: true, PollInterval: time.Millisecond, Stdout: &out})
+			if !errors.Is(err, ErrNotDelivered) || !strings.Contains(err.Error(), strings.TrimPrefix(tt.want, "failed: ")) {
+				t.Errorf("Send: %v", err)
+			}
+			if out.String() != "m1\n"+tt.want+"\n" {
+				t.Errorf("output %q, want %q", out.String(), "m1\n"+tt.want+"\n")
+			}
+		})
+	}
+	t.Run("still queued", func(t *testing.T) {
+		api := statusServer(t, `{"id":"m1","status":"queued","attempts":3,"last_error":"wechat /cgi-bin/message/custom/send: errcode -1: system error"}`)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		err := Send(ctx, SendOptions{Server: api, APIKey: "k", To: "o", Text: "x", Wait: true, PollInterval: 5 * time.Millisecond})
+		want := "still queued (3 attempts; last error: wechat /cgi-bin/message/custom/send: errcode -1: system error): context deadline exceeded"
+		if err == nil || err.Error() != want {
+			t.Errorf("Send: %v, want %q", err, want)
+		}
+	})
+}
+
+// statusServer is a push API that accepts every message as m1 and
+// answers status for it.
+func statusServer(t *testing.T, status string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusAccepted)
+			io.WriteString(w, `{"id":"m1","status":"queued"}`)
+			return
+		}
+		io.WriteString(w, status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // syncBuffer is a bytes.Buffer safe to read while Send writes to it.
