@@ -313,8 +313,9 @@ http {
 	}
 }
 
-// selfSigned writes a certificate for host and its key into dir, and
-// returns them with a pool that trusts the certificate.
+// selfSigned writes a certificate for host (a name or an IP address) that
+// is its own CA, and its key, into dir, and returns them with a pool that
+// trusts the certificate.
 func selfSigned(t *testing.T, dir, host string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -324,13 +325,17 @@ func selfSigned(t *testing.T, dir, host string) (certFile, keyFile string, pool 
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: host},
-		DNSNames:              []string{host},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{host}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
