@@ -85,11 +85,7 @@ type Redis struct {
 
 	health atomic.Pointer[error] // nil: writable
 	warned atomic.Bool           // the persistence check ran
-	stats  struct {
-		commits, failed atomic.Int64
-		nanos, last     atomic.Int64
-		buckets         [len(CommitBounds) + 1]atomic.Int64
-	}
+	stats  counters              // a call to Redis counts as a transaction of one operation
 }
 
 var _ Store = (*Redis)(nil)
@@ -275,19 +271,7 @@ func (s *Redis) Healthy() error {
 }
 
 // Stats reports the store's calls to Redis as its transactions.
-func (s *Redis) Stats() Stats {
-	st := Stats{
-		Commits:       s.stats.commits.Load(),
-		Ops:           s.stats.commits.Load(),
-		CommitFailed:  s.stats.failed.Load(),
-		CommitSeconds: time.Duration(s.stats.nanos.Load()).Seconds(),
-		LastCommit:    time.Duration(s.stats.last.Load()),
-	}
-	for i := range st.CommitBuckets {
-		st.CommitBuckets[i] = s.stats.buckets[i].Load()
-	}
-	return st
-}
+func (s *Redis) Stats() Stats { return s.stats.snapshot() }
 
 // call runs fn against Redis within the store's timeout, counting it; a
 // failure that is Redis's (not a lost lease or a conflict) makes the
@@ -300,15 +284,7 @@ func (s *Redis) call(ctx context.Context, fn func(ctx context.Context) error) er
 	defer cancel()
 	start := time.Now()
 	err := fn(ctx)
-	d := time.Since(start)
-	s.stats.commits.Add(1)
-	s.stats.nanos.Add(int64(d))
-	s.stats.last.Store(int64(d))
-	i := 0
-	for i < len(CommitBounds) && d > CommitBounds[i] {
-		i++
-	}
-	s.stats.buckets[i].Add(1)
+	s.stats.commit(1, time.Since(start))
 	if err == nil || errors.Is(err, redis.Nil) || logical(err) || errors.Is(err, errItemIDTaken) {
 		return err
 	}

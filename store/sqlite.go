@@ -94,11 +94,7 @@ type SQLite struct {
 	closeMu sync.Once
 
 	health atomic.Pointer[error] // nil: writable; see Healthy
-	stats  struct {
-		commits, ops, failed atomic.Int64
-		nanos, last          atomic.Int64
-		buckets              [len(CommitBounds) + 1]atomic.Int64
-	}
+	stats  counters
 
 	// Owned by the writer goroutine.
 	stmts        map[string]*sql.Stmt
@@ -284,19 +280,7 @@ func (s *SQLite) Healthy() error {
 }
 
 // Stats reports commits and their cost.
-func (s *SQLite) Stats() Stats {
-	st := Stats{
-		Commits:       s.stats.commits.Load(),
-		Ops:           s.stats.ops.Load(),
-		CommitFailed:  s.stats.failed.Load(),
-		CommitSeconds: time.Duration(s.stats.nanos.Load()).Seconds(),
-		LastCommit:    time.Duration(s.stats.last.Load()),
-	}
-	for i := range st.CommitBuckets {
-		st.CommitBuckets[i] = s.stats.buckets[i].Load()
-	}
-	return st
-}
+func (s *SQLite) Stats() Stats { return s.stats.snapshot() }
 
 // do runs fn in the writer and waits for its COMMIT. When it returns an
 // error because ctx ended, fn may still be running in the writer: its
@@ -531,15 +515,7 @@ func (s *SQLite) runTxn(ops []*op) error {
 		return err
 	}
 	took := time.Since(start)
-	s.stats.commits.Add(1)
-	s.stats.ops.Add(int64(len(ops)))
-	s.stats.nanos.Add(int64(took))
-	s.stats.last.Store(int64(took))
-	i := 0
-	for i < len(CommitBounds) && took > CommitBounds[i] {
-		i++
-	}
-	s.stats.buckets[i].Add(1)
+	s.stats.commit(len(ops), took)
 	if took > slowCommit {
 		s.log.Warn("slow store transaction", "store", s.where(), "duration_ms", took.Milliseconds(),
 			"operations", len(ops), "first", ops[0].kind,

@@ -15,6 +15,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -276,4 +277,38 @@ var CommitBounds = [...]time.Duration{
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
 	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
 	500 * time.Millisecond, time.Second,
+}
+
+// counters are a store's Stats as it counts them, safe for concurrent use.
+type counters struct {
+	commits, ops, failed atomic.Int64
+	nanos, last          atomic.Int64
+	buckets              [len(CommitBounds) + 1]atomic.Int64
+}
+
+// commit counts a transaction of ops operations that took d.
+func (c *counters) commit(ops int, d time.Duration) {
+	c.commits.Add(1)
+	c.ops.Add(int64(ops))
+	c.nanos.Add(int64(d))
+	c.last.Store(int64(d))
+	i := 0
+	for i < len(CommitBounds) && d > CommitBounds[i] {
+		i++
+	}
+	c.buckets[i].Add(1)
+}
+
+func (c *counters) snapshot() Stats {
+	st := Stats{
+		Commits:       c.commits.Load(),
+		Ops:           c.ops.Load(),
+		CommitFailed:  c.failed.Load(),
+		CommitSeconds: time.Duration(c.nanos.Load()).Seconds(),
+		LastCommit:    time.Duration(c.last.Load()),
+	}
+	for i := range st.CommitBuckets {
+		st.CommitBuckets[i] = c.buckets[i].Load()
+	}
+	return st
 }
