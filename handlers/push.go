@@ -78,6 +78,7 @@ type PushStatus struct {
 	Status         string `json:"status"` // queued, sent (templates), delivered or failed
 	Reason         string `json:"reason,omitempty"`
 	ErrCode        int    `json:"errcode,omitempty"`
+	LastError      string `json:"last_error,omitempty"` // the last try's error, WeChat's errmsg or the network's
 	Attempts       int    `json:"attempts,omitempty"`
 	MsgID          int64  `json:"msgid,omitempty"`
 	TemplateStatus string `json:"template_status,omitempty"`
@@ -278,6 +279,7 @@ func pushStatus(s store.Status) PushStatus {
 		ID:             s.ID,
 		Reason:         s.Reason,
 		ErrCode:        s.ErrCode,
+		LastError:      s.LastError,
 		Attempts:       s.Attempts,
 		MsgID:          s.MsgID,
 		TemplateStatus: s.TemplateStatus,

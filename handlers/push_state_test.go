@@ -347,14 +347,16 @@ func TestPushStatus(t *testing.T) {
 			map[string]any{"status": "queued"}},
 		{"waiting for a retry counts as queued", "messages", func(t *testing.T, e *pushEnv) {
 			now := time.Now()
-			if err := e.store.Retry(ctx, e.claim(t), store.Retry{Now: now, At: now.Add(time.Hour), Attempts: 1, LastError: "timeout"}); err != nil {
+			if err := e.store.Retry(ctx, e.claim(t), store.Retry{Now: now, At: now.Add(time.Hour), Attempts: 1, LastError: "dial tcp: connection refused"}); err != nil {
 				t.Fatal(err)
 			}
-		}, map[string]any{"status": "queued", "attempts": 1.0}},
+		}, map[string]any{"status": "queued", "attempts": 1.0, "last_error": "dial tcp: connection refused"}},
 		{"delivered", "messages", complete(store.Final{Delivered: true, Attempts: 1}),
 			map[string]any{"status": "delivered", "attempts": 1.0}},
-		{"failed with WeChat's reason", "messages", complete(store.Final{Reason: "out of window", ErrCode: 45015, Attempts: 1}),
-			map[string]any{"status": "failed", "reason": "out of window", "errcode": 45015.0, "attempts": 1.0}},
+		{"failed with WeChat's reason", "messages", complete(store.Final{Reason: "out of window", ErrCode: 45015, Attempts: 1,
+			LastError: "wechat /cgi-bin/message/custom/send: errcode 45015: response out of time limit"}),
+			map[string]any{"status": "failed", "reason": "out of window", "errcode": 45015.0, "attempts": 1.0,
+				"last_error": "wechat /cgi-bin/message/custom/send: errcode 45015: response out of time limit"}},
 		{"template accepted, job not finished", "templates", complete(store.Final{Delivered: true, Attempts: 1, MsgID: 200228332}),
 			map[string]any{"status": "sent", "msgid": 200228332.0, "attempts": 1.0}},
 		{"template job success", "templates", jobFinished(7, "success"),

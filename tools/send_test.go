@@ -96,7 +96,7 @@ func TestSend(t *testing.T) {
 		{name: "json file with -to", o: SendOptions{To: "oOther", JSON: []byte(news)},
 			wantErr: "-to and -json do not go together"},
 		{name: "out of window", o: SendOptions{To: "oGone", Text: "hi", Wait: true}, outOfWin: "oGone",
-			wantErr: "out of window (errcode 45015)", wantOut: []string{"failed: out of window (errcode 45015)"}, wantNotDel: true},
+			wantErr: "out of window (errcode 45015; last error: wechat /cgi-bin/message/custom/send: errcode 45015: response out of time limit", wantOut: []string{"failed: out of window (errcode 45015; last error: wechat /cgi-bin/message/custom/send: errcode 45015: response out of time limit or subscription is canceled)"}, wantNotDel: true},
 		{name: "unknown field", o: SendOptions{JSON: []byte(`{"touser":"o","msgtype":"text","text":{"content":"x"},"safe":1}`)},
 			wantErr: `400 Bad Request: invalid JSON: unknown field "safe"`},
 		{name: "invalid message", o: SendOptions{JSON: []byte(`{"touser":"o","msgtype":"news","news":{"articles":[]}}`)},
