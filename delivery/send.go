@@ -76,6 +76,12 @@ func (e *Engine) send(c store.Claim) {
 		e.quotaSpent(t, now, err)
 	case wechat.Retryable(err):
 		wait := backoff(e.o.BaseBackoff, e.o.MaxBackoff, t.attempts)
+		var refused *wechat.TokenRefusedError
+		if errors.As(err, &refused) {
+			// WeChat refuses the account's tokens: calls are paused until
+			// then, and trying sooner would only spin the outbox.
+			wait = max(wait, refused.Until.Sub(now))
+		}
 		if now.Add(wait).After(c.Item.Created.Add(e.o.MaxAge)) {
 			reason, code := wechat.Describe(err)
 			e.fail(t, reason, code, err)

@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"math"
@@ -184,11 +186,11 @@ func accessControl(cfg Config, addrs clientAddrs) []echo.MiddlewareFunc {
 		mws = append(mws, a.middleware)
 	}
 	if cfg.APIRate > 0 && cfg.Push != nil && cfg.Push.APIKey != "" {
-		l := newAPILimiter(cfg.APIRate, addrs, cfg.Now, cfg.Logger)
+		l := newAPILimiter(cfg.APIRate, cfg.Push.APIKey, addrs, cfg.Now, cfg.Logger)
 		if cfg.Metrics != nil {
 			cfg.Metrics.Registry.MustRegister(l.limited, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "wxreply_api_clients_tracked",
-				Help: "Clients of /api/v1 whose rate is tracked; at most 10000, beyond which new clients share one limit.",
+				Help: "Clients of /api/v1 whose rate is tracked: at most 10000 with the API key and 10000 without, beyond which new ones of a kind share one limit.",
 			}, func() float64 { return float64(l.size()) }))
 		}
 		mws = append(mws, l.middleware)
@@ -245,6 +247,18 @@ type apiLimiter struct {
 	limited prometheus.Counter
 	logs    sampled
 
+	// Requests that carry the API key and the rest are limited in tables
+	// of their own, so that a flood without the key (from addresses it
+	// invents) cannot fill the table and leave the key's holders to share
+	// the overflow limit. The key is compared in constant time, as
+	// bearerAuth does, before it checks it again.
+	key          [32]byte
+	keyed, anons limiterTable
+}
+
+// limiterTable is the per-client limiters of one kind of request, at most
+// maxAPIClients, and the one limiter the rest share while it is full.
+type limiterTable struct {
 	mu       sync.Mutex
 	clients  map[netip.Addr]*apiClient
 	overflow *rate.Limiter
@@ -256,7 +270,7 @@ type apiClient struct {
 	seen time.Time
 }
 
-func newAPILimiter(perSecond float64, addrs clientAddrs, now func() time.Time, log *slog.Logger) *apiLimiter {
+func newAPILimiter(perSecond float64, apiKey string, addrs clientAddrs, now func() time.Time, log *slog.Logger) *apiLimiter {
 	burst := max(1, int(min(math.Ceil(2*perSecond), 1<<30)))
 	refill := time.Duration(float64(burst) / perSecond * float64(time.Second))
 	return &apiLimiter{
@@ -270,10 +284,24 @@ func newAPILimiter(perSecond float64, addrs clientAddrs, now func() time.Time, l
 			Name: "wxreply_api_requests_limited_total",
 			Help: "Requests to /api/v1 answered 429: the client was over WXREPLY_API_RATE.",
 		}),
-		clients:  map[netip.Addr]*apiClient{},
-		overflow: rate.NewLimiter(rate.Limit(perSecond), burst),
-		swept:    now(),
+		key:   sha256.Sum256([]byte(apiKey)),
+		keyed: newLimiterTable(rate.Limit(perSecond), burst, now()),
+		anons: newLimiterTable(rate.Limit(perSecond), burst, now()),
 	}
+}
+
+func newLimiterTable(limit rate.Limit, burst int, now time.Time) limiterTable {
+	return limiterTable{clients: map[netip.Addr]*apiClient{}, overflow: rate.NewLimiter(limit, burst), swept: now}
+}
+
+// hasKey reports whether r carries the API key.
+func (l *apiLimiter) hasKey(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get(echo.HeaderAuthorization), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(l.key[:], got[:]) == 1
 }
 
 func (l *apiLimiter) middleware(next echo.HandlerFunc) echo.HandlerFunc {
@@ -283,7 +311,11 @@ func (l *apiLimiter) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		now := l.now()
 		client := l.addrs.of(c.Request())
-		lim := l.limiterOf(clientKey(client), now)
+		table := &l.anons
+		if l.hasKey(c.Request()) {
+			table = &l.keyed
+		}
+		lim := l.limiterOf(table, clientKey(client), now)
 		if lim.AllowN(now, 1) {
 			return next(c)
 		}
@@ -312,35 +344,39 @@ func clientKey(a netip.Addr) netip.Addr {
 	return a
 }
 
-// limiterOf is key's limiter, made on its first request.
-func (l *apiLimiter) limiterOf(key netip.Addr, now time.Time) *rate.Limiter {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if c, ok := l.clients[key]; ok {
+// limiterOf is key's limiter in t, made on its first request.
+func (l *apiLimiter) limiterOf(t *limiterTable, key netip.Addr, now time.Time) *rate.Limiter {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.clients[key]; ok {
 		c.seen = now
 		return c.lim
 	}
 	// Sweeping costs a pass over the clients: at most once a second
 	// while full, otherwise once per idle period.
-	if since := now.Sub(l.swept); since >= l.idle || (len(l.clients) >= maxAPIClients && since >= time.Second) {
-		for k, c := range l.clients {
+	if since := now.Sub(t.swept); since >= l.idle || (len(t.clients) >= maxAPIClients && since >= time.Second) {
+		for k, c := range t.clients {
 			if now.Sub(c.seen) >= l.idle {
-				delete(l.clients, k)
+				delete(t.clients, k)
 			}
 		}
-		l.swept = now
+		t.swept = now
 	}
-	if len(l.clients) >= maxAPIClients {
-		return l.overflow
+	if len(t.clients) >= maxAPIClients {
+		return t.overflow
 	}
 	c := &apiClient{lim: rate.NewLimiter(l.limit, l.burst), seen: now}
-	l.clients[key] = c
+	t.clients[key] = c
 	return c.lim
 }
 
-// size is how many clients are tracked.
+// size is how many clients are tracked, with the key and without.
 func (l *apiLimiter) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.clients)
+	n := 0
+	for _, t := range []*limiterTable{&l.keyed, &l.anons} {
+		t.mu.Lock()
+		n += len(t.clients)
+		t.mu.Unlock()
+	}
+	return n
 }

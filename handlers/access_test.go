@@ -349,9 +349,10 @@ func (env *accessEnv) apiGet(peer string, authorized bool, xff ...string) *httpt
 func TestAPIRateLimit(t *testing.T) {
 	env := newAccessEnv(t, func(c *Config) { c.APIRate = 1 }) // bursts of 2
 	const a, b = "198.51.100.7:1", "198.51.100.8:1"
-	// The limit comes before the key: failed attempts count.
-	for i, want := range []int{401, 404, 429, 429} {
-		w := env.apiGet(a, i%2 == 1)
+	// The limit comes before the key: failed attempts count (in a limit
+	// of their own, apart from the key's holders).
+	for i, want := range []int{401, 401, 429, 429} {
+		w := env.apiGet(a, false)
 		if w.Code != want {
 			t.Fatalf("request %d: %d %s, want %d", i, w.Code, w.Body, want)
 		}
@@ -373,12 +374,11 @@ func TestAPIRateLimit(t *testing.T) {
 	if w := env.from(http.MethodGet, "/healthz", a, nil); w.Code != 200 {
 		t.Errorf("/healthz of a limited client: %d", w.Code)
 	}
-	env.clock.advance(time.Second) // one token back
-	if w := env.apiGet(a, true); w.Code != 404 {
-		t.Errorf("after a second: %d, want 404", w.Code)
-	}
-	if w := env.apiGet(a, true); w.Code != 429 {
-		t.Errorf("then: %d, want 429", w.Code)
+	// The same client with the key has its own burst of 2.
+	for i, want := range []int{404, 404, 429} {
+		if w := env.apiGet(a, true); w.Code != want {
+			t.Errorf("with the key, request %d: %d, want %d", i, w.Code, want)
+		}
 	}
 	if got := env.metric(t, "wxreply_api_requests_limited_total"); got != 3 {
 		t.Errorf("limited counter %v, want 3", got)
@@ -485,12 +485,30 @@ func TestAPIRateMemoryBounded(t *testing.T) {
 	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 32<<20 {
 		t.Errorf("the heap grew by %d MiB for %d clients", grown>>20, clients)
 	}
-	// A minute later the idle clients are dropped at the next new one.
+	// A minute later the idle clients are dropped at the next new one of
+	// their kind (these came without the key).
 	env.clock.advance(apiClientIdle)
-	if w := env.apiGet("198.51.100.7:1", true); w.Code != 404 {
-		t.Errorf("a new client after the flood: %d, want 404", w.Code)
+	if w := env.apiGet("198.51.100.7:1", false); w.Code != 401 {
+		t.Errorf("a new client after the flood: %d, want 401 (through the limit, refused for the key)", w.Code)
 	}
 	if n := env.metric(t, "wxreply_api_clients_tracked"); n != 1 {
 		t.Errorf("%v clients tracked after a minute, want 1", n)
+	}
+}
+
+// A flood without the API key, from addresses it invents, fills its own
+// table and drains its own overflow limit: a new client that holds the
+// key is still let through.
+func TestAPIRateFloodWithoutKeyLocksNoOneOut(t *testing.T) {
+	env := newAccessEnv(t, func(c *Config) { c.APIRate = 1; c.TrustedProxies = mustNetworks(t, "192.0.2.1") })
+	for i := range maxAPIClients + 50 {
+		xff := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
+		env.apiGet("192.0.2.1:1", false, xff)
+	}
+	if w := env.apiGet("192.0.2.1:1", false, "172.16.0.9"); w.Code != 429 {
+		t.Fatalf("a new client without the key after the flood: %d, want 429 (the shared overflow limit is spent)", w.Code)
+	}
+	if w := env.apiGet("192.0.2.1:1", true, "172.16.0.10"); w.Code != 404 {
+		t.Errorf("a new client with the key after the flood: %d, want 404 (let through to an unknown id)", w.Code)
 	}
 }

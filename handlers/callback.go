@@ -78,7 +78,11 @@ func (cb *callback) checkSignature(c echo.Context) error {
 	if !wechat.VerifySignature(cb.token, sig, q.Get("timestamp"), q.Get("nonce")) {
 		return echo.NewHTTPError(http.StatusForbidden, "invalid signature")
 	}
-	return cb.checkFresh(q.Get("timestamp"))
+	if err := cb.checkFresh(q.Get("timestamp")); err != nil {
+		return err
+	}
+	c.Set(signedKey, true)
+	return nil
 }
 
 // checkFresh refuses a timestamp further than maxSkew from the clock: a
@@ -135,8 +139,10 @@ func (cb *callback) receive(c echo.Context) error {
 		// one to answer and nothing to match.
 		return echo.NewHTTPError(http.StatusBadRequest, "not a WeChat callback: FromUserName or MsgType missing")
 	}
-	if tags := m.UnknownTags(); len(tags) > 0 {
-		cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags)...)
+	if tags := m.UnknownTags(); len(tags) > 0 && cb.warned.ok("unknown tags", cb.now()) {
+		// Once a minute, the first 20: a body an outsider wrote may carry
+		// thousands, and WeChat's new fields show up in the first line.
+		cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags[:min(len(tags), 20)], "count", len(tags))...)
 	}
 
 	key := m.DedupeKey()

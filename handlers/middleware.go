@@ -38,14 +38,17 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 			}
 			attrs := []slog.Attr{
 				slog.String("method", v.Method),
-				slog.String("path", v.URIPath),
+				slog.String("path", capped(v.URIPath, 256)),
 				slog.Int("status", v.Status),
 				slog.Duration("latency", v.Latency),
 				slog.String("request_id", v.RequestID),
 				slog.String("remote_ip", v.RemoteIP),
 			}
-			if openid := c.QueryParam("openid"); openid != "" {
-				attrs = append(attrs, slog.String("openid", openid))
+			// The query's openid only once the signature held: anyone can
+			// put one there, and a forged line under a real user's openid
+			// would pollute a grep of their conversation.
+			if openid := c.QueryParam("openid"); openid != "" && c.Get(signedKey) == true {
+				attrs = append(attrs, slog.String("openid", capped(openid, 64)))
 			}
 			if v.Error != nil {
 				attrs = append(attrs, slog.String("error", v.Error.Error()))
@@ -110,4 +113,15 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.Debug("writing error response", "error", err)
 		}
 	}
+}
+
+// signedKey marks, in the Echo context, a request whose signature held.
+const signedKey = "wxreply.signed"
+
+// capped is s cut to at most n bytes, for log lines an outsider fills.
+func capped(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -289,12 +289,17 @@ func (c *Client) callWithToken(ctx context.Context, api string, query url.Values
 			q[k] = v
 		}
 		q.Set("access_token", tok)
-		err = c.roundTrip(ctx, http.MethodPost, api, q, contentType, body, timeout, out)
+		// The API's reads (menu/get, …) take no body and are GETs.
+		method := http.MethodPost
+		if body == nil {
+			method = http.MethodGet
+		}
+		err = c.roundTrip(ctx, method, api, q, contentType, body, timeout, out)
 		var ae *APIError
 		isAPI := errors.As(err, &ae)
 		if isAPI && IsTokenError(ae.Code) {
 			current, _ := c.tokens.get()
-			refetch, pause := c.refusals.refused(ae, tok, current, c.now())
+			refetch, pause, began := c.refusals.refused(ae, tok, current, c.now())
 			if attempt == 0 && refetch {
 				c.log.Warn("wechat rejected the access token; fetching a new one", "api", api, "errcode", ae.Code)
 				if err := c.dropToken(ctx, tok); err != nil {
@@ -303,9 +308,11 @@ func (c *Client) callWithToken(ctx context.Context, api string, query url.Values
 				continue
 			}
 			if pause != nil {
-				c.log.Error("WeChat refuses the access tokens it issued: pausing every call instead of fetching tokens for each message",
-					"api", api, "errcode", ae.Code, "until", pause.Until.Format(time.RFC3339),
-					"hint", "another system fetching tokens with /cgi-bin/token for this account, or a reset AppSecret")
+				if began {
+					c.log.Error("WeChat refuses the access tokens it issued: pausing every call instead of fetching tokens for each message",
+						"api", api, "errcode", ae.Code, "until", pause.Until.Format(time.RFC3339),
+						"hint", "another system fetching tokens with /cgi-bin/token for this account, or a reset AppSecret")
+				}
 				return pause
 			}
 		} else if err == nil || isAPI {

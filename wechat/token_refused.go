@@ -73,18 +73,23 @@ func (r *refusals) paused(now time.Time) error {
 // burst (calls that set out with it before it was replaced): it takes the
 // replacement, which costs no further fetch. A replacement that came back
 // the same (stable_token answers the token in force) is no replacement.
-func (r *refusals) refused(answer *APIError, tok, current string, now time.Time) (refetch bool, pause *TokenRefusedError) {
+func (r *refusals) refused(answer *APIError, tok, current string, now time.Time) (refetch bool, pause *TokenRefusedError, began bool) {
 	code := answer.Code
 	r.count.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.active.Store(true)
 	if tok == r.replaced && current != tok {
-		return true, nil
+		return true, nil, false
+	}
+	if r.pause != nil && now.Before(r.pause.Until) {
+		// A call that set out before the pause began: the pause stands
+		// as it is, not lengthened by its own burst.
+		return false, r.pause, false
 	}
 	if r.lastRefetch.IsZero() || now.Sub(r.lastRefetch) >= tokenRefetchMin {
 		r.lastRefetch, r.replaced = now, tok
-		return true, nil
+		return true, nil, false
 	}
 	gap := tokenRefusedPause
 	for i := 0; i < r.streak && gap < tokenRefusedMaxGap; i++ {
@@ -92,7 +97,7 @@ func (r *refusals) refused(answer *APIError, tok, current string, now time.Time)
 	}
 	r.streak++
 	r.pause = &TokenRefusedError{Code: code, Until: now.Add(min(gap, tokenRefusedMaxGap)), Err: answer}
-	return false, r.pause
+	return false, r.pause, true
 }
 
 // accepted records a call WeChat took with its token: the refusals are

@@ -96,3 +96,44 @@ func TestTokenRefusedPersistentlyPauses(t *testing.T) {
 		})
 	}
 }
+
+// A burst of calls refused together — they set out with the same token —
+// starts one pause of one minute, with one log line: the burst does not
+// lengthen its own pause, and none of its calls fails for good.
+func TestTokenRefusedBurstOnePause(t *testing.T) {
+	srv := fakeAPI(t)
+	clk := &testClock{now: time.Now()}
+	sink, log := newLog()
+	c := apiClient(srv, log, func(o *wechat.ClientOptions) { o.Now = clk.Now })
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.FailNext(wechat.PathCustomSend, 40001, 1_000_000)
+	const n = 16
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = c.SendCustom(ctx, textTo("u", "x")) })
+	}
+	wg.Wait()
+	var until time.Time
+	for i, err := range errs {
+		var refused *wechat.TokenRefusedError
+		if !errors.As(err, &refused) {
+			t.Fatalf("call %d: %v, want a TokenRefusedError (retryable), not a final 40001", i, err)
+		}
+		if until.IsZero() {
+			until = refused.Until
+		} else if !refused.Until.Equal(until) {
+			t.Errorf("call %d paused until %s, another until %s: the burst lengthened its pause", i, refused.Until, until)
+		}
+	}
+	if d := until.Sub(clk.Now()); d != time.Minute {
+		t.Errorf("pause %v, want 1m", d)
+	}
+	if k := strings.Count(sink.String(), "WeChat refuses the access tokens it issued"); k != 1 {
+		t.Errorf("%d pause log lines for one burst, want 1", k)
+	}
+}
