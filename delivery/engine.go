@@ -214,6 +214,12 @@ type Request struct {
 	QueryBody  []byte
 	QueryUntil time.Time
 
+	// ClearState ends the conversation state of the openid it names;
+	// SetState then gives a user one (store.Batch). Both are recorded
+	// with the rest, or not at all.
+	ClearState string
+	SetState   *store.UserState
+
 	Items []wechat.Outgoing
 }
 
@@ -237,6 +243,7 @@ func (e *Engine) Accept(ctx context.Context, r Request) (Accepted, error) {
 		IdemKey: r.IdemKey, IdemFingerprint: r.IdemFingerprint, IdemTTL: e.o.IdemTTL,
 		Touch: r.Touch,
 		Query: r.Query, QueryBody: r.QueryBody,
+		ClearState: r.ClearState, SetState: r.SetState,
 		Items: make([]store.NewItem, len(r.Items)),
 	}
 	if r.Query != "" {
@@ -331,6 +338,15 @@ func (e *Engine) WindowOpen(ctx context.Context, openid string) (open, known boo
 
 func (e *Engine) windowOpen(w store.Window, now time.Time) bool {
 	return !w.Closed && now.Sub(w.Last) < e.o.Window
+}
+
+// State returns openid's conversation state now, "" for none.
+func (e *Engine) State(ctx context.Context, openid string) (string, error) {
+	name, _, err := e.st.State(ctx, openid, e.now())
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return name, nil
 }
 
 // TemplateFinished records the TEMPLATESENDJOBFINISH event for msgID (the

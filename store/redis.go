@@ -308,7 +308,7 @@ func msArg(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 // Accept records b in one script.
 func (s *Redis) Accept(ctx context.Context, b *Batch) (Accepted, error) {
-	args := make([]any, 0, 15+6*len(b.Items))
+	args := make([]any, 0, 19+6*len(b.Items))
 	var idemIDs string
 	if b.IdemKey != "" {
 		ids := make([]string, len(b.Items))
@@ -321,6 +321,12 @@ func (s *Redis) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 		b.IdemKey, b.IdemFingerprint, msArg(b.IdemTTL), idemIDs,
 		b.Touch, touchGrain.Milliseconds(), msArg(s.o.WindowTTL),
 		b.Query, b.QueryBody, msArg(b.QueryTTL))
+	var setOpenID, setName string
+	var setTTL time.Duration
+	if st := b.SetState; st != nil {
+		setOpenID, setName, setTTL = st.OpenID, st.Name, st.TTL
+	}
+	args = append(args, b.ClearState, setOpenID, setName, msArg(setTTL))
 	for _, it := range b.Items {
 		args = append(args, it.ID, it.OpenID, it.MsgType, it.Rule, it.InMsgID, it.Payload)
 	}
@@ -545,6 +551,30 @@ func (s *Redis) Window(ctx context.Context, openid string) (Window, error) {
 		return Window{}, err
 	}
 	return w, nil
+}
+
+// State returns openid's conversation state unexpired at now: one GET.
+func (s *Redis) State(ctx context.Context, openid string, now time.Time) (string, bool, error) {
+	var name string
+	var ok bool
+	err := s.call(ctx, func(ctx context.Context) error {
+		v, err := s.rdb.Get(ctx, s.prefix+"st:"+openid).Result()
+		if err != nil {
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return err
+		}
+		exp, rest, found := strings.Cut(v, ":")
+		if n, perr := strconv.ParseInt(exp, 10, 64); found && perr == nil && n > ms(now) {
+			name, ok = rest, true
+		}
+		return nil
+	})
+	if err != nil {
+		return "", false, err
+	}
+	return name, ok, nil
 }
 
 // CloseWindow records a 45015 answered to a call made at asked.

@@ -26,6 +26,7 @@ import "github.com/redis/go-redis/v9"
 //	p.."msgid:"..msgid  the item ID of a template msgid
 //	p.."early:"..msgid  hash: a template report that overtook its send
 //	p.."media:"..key    hash: an uploaded file's media_id
+//	p.."st:"..openid    the user's conversation state: "EXPIRES:NAME"
 //	p.."token", p.."token:lock"   the shared access token and its fetch lock
 //
 // The keys a script touches are built from the prefix inside it, which
@@ -61,7 +62,8 @@ end
 
 // acceptScript: ARGV = p, now, dedupe, dedupe ttl, answer, idem key, idem
 // fingerprint, idem ttl, idem ids (JSON), touch openid, touch grain,
-// window ttl, query, query body hash, query ttl, then six per item: id,
+// window ttl, query, query body hash, query ttl, clear-state openid,
+// set-state openid, state name, state ttl, then six per item: id,
 // openid, msgtype, rule, in_msg_id, payload. Answers {"ok"},
 // {"conflict"}, {"idem", ids}, {"mark", answer}, {"reused"} or {"taken",
 // id}.
@@ -71,7 +73,8 @@ local dedupe, dttl, answer = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local ikey, ifp, ittl, iids = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local touch, grain, wttl = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local query, qbody, qttl = ARGV[13], ARGV[14], tonumber(ARGV[15])
-local first = 16
+local sclear, sset, sname, sttl = ARGV[16], ARGV[17], ARGV[18], tonumber(ARGV[19])
+local first = 20
 
 if ikey ~= '' then
 	local v = redis.call('HMGET', p..'idem:'..ikey, 'exp', 'fp', 'ids')
@@ -121,6 +124,12 @@ if touch ~= '' then
 			redis.call('PEXPIRE', k, wttl)
 		end
 	end
+end
+if sclear ~= '' then redis.call('DEL', p..'st:'..sclear) end
+if sset ~= '' then
+	-- The expiry in the value is the state's logical end, compared with
+	-- the caller's now; PX only collects the key.
+	redis.call('SET', p..'st:'..sset, (now + sttl)..':'..sname, 'PX', sttl)
 end
 local n = (#ARGV - first + 1) / 6
 if n > 0 then

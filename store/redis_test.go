@@ -237,7 +237,7 @@ func TestRedisEndedItemsExpire(t *testing.T) {
 	now := time.Now()
 	if _, err := s.Accept(t.Context(), &store.Batch{Now: now, Dedupe: "m1", DedupeTTL: 100 * time.Millisecond,
 		IdemKey: "k1", IdemFingerprint: []byte("fp"), IdemTTL: 100 * time.Millisecond,
-		Items: []store.NewItem{item("a", "u1", nil)}}); err != nil {
+		Items: []store.NewItem{item("a", "u1", nil)}, SetState: &store.UserState{OpenID: "u1", Name: "awaiting", TTL: 100 * time.Millisecond}}); err != nil {
 		t.Fatal(err)
 	}
 	cs, _, err := s.Claim(t.Context(), now, 1, time.Minute)

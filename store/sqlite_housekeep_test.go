@@ -85,14 +85,16 @@ func TestFullStore(t *testing.T) {
 }
 
 // TestPrune: past their time, ended items, marks, idempotency keys,
-// windows and early template reports are deleted; waiting items stay.
+// windows, early template reports and conversation states are deleted;
+// waiting items stay.
 func TestPrune(t *testing.T) {
 	t.Parallel()
 	clk := newClock(base)
 	s := openSQLite(t, store.SQLiteOptions{Retention: time.Minute, WindowTTL: 90 * time.Second, Now: clk.Now})
 	ctx := t.Context()
 	if _, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "msg-1", DedupeTTL: 30 * time.Second, Answer: []byte("one"),
-		Touch: "u1", Items: []store.NewItem{item("a", "u1", nil)}}); err != nil {
+		Touch: "u1", SetState: &store.UserState{OpenID: "u1", Name: "awaiting", TTL: 30 * time.Second},
+		Items: []store.NewItem{item("a", "u1", nil)}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Accept(ctx, &store.Batch{Now: base, IdemKey: "key-1", IdemFingerprint: []byte("fp"), IdemTTL: 30 * time.Second,
@@ -115,7 +117,7 @@ func TestPrune(t *testing.T) {
 	}
 	// Nothing is due yet: a round at base keeps everything.
 	clk.housekept(t)
-	for _, table := range []string{"marks", "idem", "windows", "early"} {
+	for _, table := range []string{"marks", "idem", "windows", "early", "states"} {
 		if rows(table) != 1 {
 			t.Fatalf("%s: %d rows before anything expired, want 1", table, rows(table))
 		}
@@ -134,7 +136,7 @@ func TestPrune(t *testing.T) {
 	if st, ok, err := s.Status(ctx, "waits"); err != nil || !ok || st.State != store.StateQueued {
 		t.Errorf("Status(waits) = %+v, %v, %v; want the waiting item kept", st, ok, err)
 	}
-	for _, table := range []string{"marks", "idem", "windows", "early"} {
+	for _, table := range []string{"marks", "idem", "windows", "early", "states"} {
 		if n := rows(table); n != 0 {
 			t.Errorf("%s: %d rows left after pruning, want 0", table, n)
 		}

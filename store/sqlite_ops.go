@@ -27,6 +27,8 @@ import (
 //   - early: template delivery reports that overtook their send.
 //   - queries: signed callback queries with the hash of the body each
 //     served (one query, one body).
+//   - states: a user's conversation state (a rule's set_state) with
+//     when it expires.
 //   - meta: the pause after 45009, the health probe.
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS items(
@@ -69,6 +71,8 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS queries(key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS queries_expires ON queries(expires)`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS states(openid TEXT PRIMARY KEY, name TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS states_expires ON states(expires)`,
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -145,6 +149,9 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 			if err := touch(tx, b.Touch, now); err != nil {
 				return err
 			}
+		}
+		if err := putState(tx, b); err != nil {
+			return err
 		}
 		ids := make([]string, len(b.Items))
 		for i, it := range b.Items {
@@ -563,6 +570,7 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
 		{"DELETE FROM media WHERE key IN (SELECT key FROM media WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM queries WHERE key IN (SELECT key FROM queries WHERE expires <= ? LIMIT ?)", n},
+		{"DELETE FROM states WHERE openid IN (SELECT openid FROM states WHERE expires <= ? LIMIT ?)", n},
 	}
 	for _, st := range steps {
 		n, err := tx.execN(st.q, st.arg, pruneRows)

@@ -113,6 +113,11 @@ type Store interface {
 	PutMedia(ctx context.Context, key string, m Media) error
 	DeleteMedia(ctx context.Context, key string) error
 
+	// State returns openid's conversation state at now: the name a batch
+	// gave it (Batch.SetState) while that has neither expired nor been
+	// cleared.
+	State(ctx context.Context, openid string, now time.Time) (name string, ok bool, err error)
+
 	// Healthy is nil while the store can be written, else why not.
 	Healthy() error
 
@@ -152,12 +157,28 @@ type Batch struct {
 	QueryBody []byte
 	QueryTTL  time.Duration
 
+	// ClearState forgets the conversation state of the openid it names,
+	// "" for none; SetState then gives a user one, nil for none. They are
+	// written with the rest of the batch or not at all: a duplicate sets
+	// nothing.
+	ClearState string
+	SetState   *UserState
+
 	Items []NewItem
 }
 
 // Empty reports whether the batch would record nothing.
 func (b *Batch) Empty() bool {
-	return b.Dedupe == "" && b.IdemKey == "" && b.Touch == "" && len(b.Items) == 0 // a Query alone binds nothing worth a write
+	return b.Dedupe == "" && b.IdemKey == "" && b.Touch == "" && len(b.Items) == 0 && // a Query alone binds nothing worth a write
+		b.ClearState == "" && b.SetState == nil
+}
+
+// UserState is a conversation state to give a user: Name, from the
+// batch's Now for TTL (a rule's set_state).
+type UserState struct {
+	OpenID string
+	Name   string
+	TTL    time.Duration
 }
 
 // NewItem is one message to record in the outbox.

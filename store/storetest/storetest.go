@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TemplateEarly", testTemplateEarly},
 		{"Pending", testPending},
 		{"Media", testMedia},
+		{"ConversationState", testConversationState},
 		{"Closed", testClosed},
 		{"Concurrent", testConcurrent},
 	}
