@@ -163,3 +163,36 @@ func element(b *bytes.Buffer, tag, value string) {
 	writeCDATA(b, value)
 	b.WriteString("</" + tag + ">")
 }
+
+// MsgTypeTransferCustomerService is the passive reply that hands the
+// user's message to the account's human customer-service agents.
+const MsgTypeTransferCustomerService = "transfer_customer_service"
+
+// TransferCustomerService is the hand-over to human agents: passive only,
+// there is no customer-service API message for it. KfAccount, when set,
+// names the agent ("name@account") to hand to.
+type TransferCustomerService struct {
+	KfAccount string `json:"kf_account,omitempty" yaml:"kf_account"`
+}
+
+// EncodeTransfer writes the passive reply that hands the conversation to
+// human agents, from the account (fromUser) about the user (toUser):
+// <MsgType>transfer_customer_service</MsgType>, with
+// <TransInfo><KfAccount> when t names an agent.
+func EncodeTransfer(toUser, fromUser string, createTime int64, t TransferCustomerService) []byte {
+	var b bytes.Buffer
+	b.WriteString("<xml>")
+	element(&b, "ToUserName", toUser)
+	element(&b, "FromUserName", fromUser)
+	b.WriteString("<CreateTime>")
+	b.WriteString(strconv.FormatInt(createTime, 10))
+	b.WriteString("</CreateTime>")
+	element(&b, "MsgType", MsgTypeTransferCustomerService)
+	if t.KfAccount != "" {
+		b.WriteString("<TransInfo>")
+		element(&b, "KfAccount", t.KfAccount)
+		b.WriteString("</TransInfo>")
+	}
+	b.WriteString("</xml>")
+	return b.Bytes()
+}

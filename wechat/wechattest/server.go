@@ -1,6 +1,6 @@
 // Package wechattest is a fake WeChat API for tests and local sandboxes.
-// It serves the token, customer-service, template, typing and media
-// endpoints over real HTTP, checks access tokens, payloads (text length,
+// It serves the token, customer-service, template, typing, media,
+// custom menu and QR code endpoints over real HTTP, checks access tokens, payloads (text length,
 // articles, media ids, upload formats and sizes) and recipients the way
 // the real API does, records what it received, and can be told to fail:
 // any errcode, HTTP errors, garbled answers, slowness, token
@@ -51,6 +51,9 @@ type Received struct {
 	Abandoned  bool   // the client went away before the answer
 	Garbled    bool   // answered with a raw body by FailBody, not carried out
 	Time       time.Time
+
+	QRCode       *wechat.QRCodeRequest // PathQRCodeCreate, decoded
+	QRCodeAnswer *wechat.QRCode        // PathQRCodeCreate: the code answered
 }
 
 // OK reports whether the fake accepted the call: what the real API would
@@ -137,6 +140,7 @@ type Server struct {
 	delayNext    map[string][]time.Duration
 	latency      map[string]time.Duration
 	holds        map[string]chan struct{} // api → closed on release
+	menus        menuState
 }
 
 // New returns a Server that is not listening: serve it with ServeHTTP.
@@ -194,6 +198,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveMessage(w, r)
 	case wechat.PathMediaUpload:
 		s.serveUpload(w, r)
+	case wechat.PathMenuCreate, wechat.PathMenuAddConditional, wechat.PathMenuGet,
+		wechat.PathMenuDelete, wechat.PathSelfMenuInfo:
+		s.serveMenu(w, r)
+	case wechat.PathQRCodeCreate:
+		s.serveQRCode(w, r)
 	default:
 		http.NotFound(w, r)
 	}
