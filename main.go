@@ -29,6 +29,10 @@ commands:
   sandbox            chat with the rules in the terminal against a fake WeChat API
   send -to OPENID TEXT | -json FILE
                      push a message through a running server's /api/v1
+  qrcode [-permanent] [-expire DURATION] SCENE
+                     create a parametric QR code that a scene: rule answers
+  menu push [FILE] | menu pull
+                     create the rules file's menu: on WeChat, or print WeChat's
   version            print the version and the Go version it was built with
 
 Run 'wxreply COMMAND -h' for a command's flags.
@@ -66,6 +70,10 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		return sandbox(args, getenv, stdin, stdout, stderr)
 	case "send":
 		return send(args, getenv, stdout, stderr)
+	case "qrcode":
+		return qrcode(args, getenv, stdout, stderr)
+	case "menu":
+		return menuCommand(args, getenv, stdout, stderr)
 	case "version":
 		return versionCommand(args, stdout, stderr)
 	default:

@@ -16,6 +16,8 @@ func TestCheckCommand(t *testing.T) {
 	bad := writeFile(t, dir, "bad.yaml", "rules:\n  - name: a\n    match: {msgtype: txt}\n    reply: [{txt: hi}]\n")
 	broken := writeFile(t, dir, "off.yaml", "rules:\n  - name: a\n    match: {event: [CLICK}\n    reply: [{text: hi}]\n")
 	missing := filepath.Join(dir, "missing.yaml")
+	human := writeFile(t, dir, "human.yaml", "rules:\n  - name: human\n    match: {text: {equals: human}}\n    reply: [{transfer_customer_service: {}}]\n"+
+		"  - name: order\n    match: {text: {equals: o}}\n    fallback: [{text: busy}]\n    reply: [{webhook: {url: \"https://backend.example.com/o\"}}]\n")
 
 	tests := []struct {
 		name  string
@@ -30,7 +32,10 @@ func TestCheckCommand(t *testing.T) {
 			warned + ": ok, 1 warning"}},
 		{"every problem of a rule", []string{bad}, 1, []string{
 			bad + `:3:22: rules[0].match.msgtype: "txt" is not an inbound message type; want one of text, image, voice, video, shortvideo, location, link, file, event`,
-			bad + `:4:14: rules[0].reply[0]: unknown reply type "txt"; want one of text, image, voice, video, music, news, mpnews, mpnewsarticle, msgmenu, wxcard, miniprogrampage, template`}},
+			bad + `:4:14: rules[0].reply[0]: unknown reply type "txt"; want one of text, image, voice, video, music, news, mpnews, mpnewsarticle, msgmenu, wxcard, miniprogrampage, template, webhook, transfer_customer_service`}},
+		{"a hand-over without passive, a webhook", []string{human}, 1, []string{
+			human + ":4:13: rules[0].reply[0]: transfer_customer_service is a passive reply only: give the rule `passive: true` and make it the first reply item",
+			human + ":8:23: warning: rules[1].reply[0].webhook: webhook requests are signed with WXREPLY_WEBHOOK_SECRET: the server refuses to start without it"}},
 		{"several files, one bad", []string{good, broken, warned, missing}, 1, []string{
 			good + ": ok",
 			broken + ":3:26: YAML syntax: } does not close the [ at line 3 column 20: ] does (did not find expected ',' or ']')",

@@ -135,6 +135,9 @@ func TestServeConfigErrors(t *testing.T) {
 		{"API rate not a number", map[string]string{"WXREPLY_API_RATE": "fast"}, nil, `WXREPLY_API_RATE="fast"`},
 		{"negative API rate", map[string]string{"WXREPLY_API_RATE": "-1"}, nil, "WXREPLY_API_RATE (or -api-rate) must be from 0"},
 		{"API rate not finite", map[string]string{"WXREPLY_API_RATE": "NaN"}, nil, "WXREPLY_API_RATE (or -api-rate) must be from 0"},
+		{"webhook without a secret", map[string]string{"WXREPLY_LOG_LEVEL": "error", "WXREPLY_RULES": writeFile(t, dir, "hook.yaml",
+			"rules:\n  - name: order\n    match: {text: {equals: o}}\n    reply: [{webhook: {url: \"https://backend.example.com/o\"}}]\n")},
+			nil, "WXREPLY_WEBHOOK_SECRET is not set: the webhook items of "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

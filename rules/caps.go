@@ -69,12 +69,15 @@ type capChecker struct {
 // matched rule with passive answers passively).
 func sends(a *answer, passiveFree bool) (n int, takesPassive bool) {
 	for _, it := range a.items {
-		if it.custom != nil {
+		if it.custom != nil || it.webhook != nil { // a webhook answers at least one
 			n++
 		}
 	}
 	if a.random {
 		n = min(n, 1) // the worst case: a customer-service item is picked
+	}
+	if a.passive && passiveFree && !a.random && len(a.items) > 0 && a.items[0].transfer != nil {
+		return n, true // the hand-over is the passive answer
 	}
 	if a.passive && passiveFree && n > 0 {
 		return n - 1, true
@@ -111,7 +114,7 @@ func triggers(cond *condition, text bool) uint16 {
 // mayOverlap reports whether one message may match both conditions, as
 // far as their equality keys tell; the text keys are not compared.
 func mayOverlap(a, b *condition) bool {
-	for _, f := range []field{fieldEquals, fieldMenuID, fieldEventKey, fieldScene, fieldFrom, fieldStatus} {
+	for _, f := range []field{fieldEquals, fieldMenuID, fieldEventKey, fieldScene, fieldFrom, fieldStatus, fieldState} {
 		x, y := a.values[f], b.values[f]
 		if len(x) > 0 && len(y) > 0 && !slices.ContainsFunc(x, func(s string) bool { return slices.Contains(y, s) }) {
 			return false

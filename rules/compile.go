@@ -17,13 +17,15 @@ type compiler struct {
 	dir   string                // the rules file's directory, absolute
 	names map[string]*yaml.Node // rule name → its first definition
 	caps  capChecker
+	// webhookWarned: the warning about the webhook secret is given once.
+	webhookWarned bool
 }
 
 // defaultName is the name Decision.Rules gives the default reply.
 const defaultName = "default"
 
 // matchKeys lists the match keys for messages.
-const matchKeys = "msgtype, event, event_key, scene, text, menu_id, status, from"
+const matchKeys = "msgtype, event, event_key, scene, text, menu_id, status, from, state, time"
 
 // inboundTypes are the MsgTypes of callbacks; `msgtype` takes only these,
 // so that a typo is an error rather than a rule that never matches.
@@ -38,6 +40,7 @@ func (c *compiler) compileRules(specs []ruleSpec) []*rule {
 		}
 		rules = append(rules, c.compileRule(path, &specs[i]))
 	}
+	c.warnStates(specs)
 	return rules
 }
 
@@ -80,6 +83,7 @@ func (c *compiler) compileRule(path string, spec *ruleSpec) *rule {
 		groups = groupCount(spec.Match, &r.cond)
 	}
 	r.answer = c.compileAnswer(path, &spec.Answer, groups)
+	c.compileState(path, spec, r)
 	if spec.Match != nil && !c.broken(path+".match") {
 		c.checkCaps(path, r, triggers(&r.cond, spec.Match.Text != nil))
 	}
@@ -108,7 +112,7 @@ func (c *compiler) compileMatch(path string, m *matchSpec) condition {
 	var cond condition
 	lists := [numFields]stringList{
 		fieldMsgType: m.MsgType, fieldEvent: m.Event, fieldEventKey: m.EventKey, fieldScene: m.Scene,
-		fieldMenuID: m.MenuID, fieldStatus: m.Status, fieldFrom: m.From,
+		fieldMenuID: m.MenuID, fieldStatus: m.Status, fieldFrom: m.From, fieldState: m.State,
 	}
 	if m.Text != nil {
 		lists[fieldEquals] = m.Text.Equals
@@ -138,6 +142,10 @@ func (c *compiler) compileMatch(path string, m *matchSpec) condition {
 	}
 	c.warnEvents(joinPath(path, "event"), m.Event)
 	c.warnStatuses(joinPath(path, "status"), m.Status)
+	if m.Time != nil || c.corruptAt(path+".time") {
+		cond.when = c.compileTime(path+".time", m.Time)
+		keys++ // given; its problems are reported
+	}
 	if t := m.Text; t != nil && !c.broken(path+".text") {
 		cond.contains = c.values(path+".text.contains", t.Contains, normalize)
 		cond.prefix = c.values(path+".text.prefix", t.Prefix, normalize)
@@ -205,6 +213,8 @@ func (c *compiler) compileAnswer(path string, spec *answerSpec, groups int) answ
 	if spec.Passive && !c.corruptAt(joinPath(path, "reply")) && !c.corruptAt(joinPath(path, "pick")) {
 		c.checkPassive(path, spec)
 	}
+	c.checkTransfers(path, spec)
+	a.fallback = c.compileFallback(path, spec, groups)
 	return a
 }
 
@@ -223,6 +233,8 @@ func (c *compiler) checkPassive(path string, spec *answerSpec) {
 		itemPath := indexPath(joinPath(path, "reply"), j)
 		at := c.node(itemPath)
 		switch {
+		case r.Webhook != nil || r.Transfer != nil:
+			// a webhook's answer is checked when it comes; a hand-over is passive
 		case r.Custom == nil && r.Template == nil:
 			// reported by the checker
 		case r.Template != nil || !wechat.IsPassiveType(r.Custom.MsgType):
@@ -249,19 +261,30 @@ func (c *compiler) compileItem(path string, spec *replySpec, groups int) *item {
 	case it.template != nil:
 		prefix += templateKey + "."
 		fps = it.template.Validate()
+	case spec.Webhook != nil:
+		it.webhook = c.compileWebhook(prefix+webhookKey, spec.Webhook)
+		return it
+	case spec.Transfer != nil:
+		it.transfer = spec.Transfer
+		return it
 	default:
 		return nil // the checker reported why
 	}
+	c.fieldProblems(prefix, fps)
+	for _, fe := range it.compileTemplates(prefix, groups) {
+		c.add(c.node(prefix+fe.path), prefix+fe.path, false, "invalid template: %v", fe.err)
+	}
+	return it
+}
+
+// fieldProblems reports what a message's Validate found, under prefix.
+func (c *compiler) fieldProblems(prefix string, fps []wechat.FieldProblem) {
 	for _, fp := range fps {
 		if c.broken(prefix + fp.Path) {
 			continue // reported already, as what it is
 		}
 		c.add(c.node(prefix+fp.Path), prefix+fp.Path, false, "%s", fp.Msg)
 	}
-	for _, fe := range it.compileTemplates(prefix, groups) {
-		c.add(c.node(prefix+fe.path), prefix+fe.path, false, "invalid template: %v", fe.err)
-	}
-	return it
 }
 
 // visitFiles calls f with the path and address of every local file field

@@ -3,6 +3,7 @@ package rules
 import (
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/wxreply/wxreply/wechat"
 )
@@ -20,6 +21,12 @@ type Set struct {
 	intn  func(int) int
 	// warnings are what `check` warns of: the file loads with them.
 	warnings []Problem
+	menu     *Menu // the custom menu; nil when the file has none
+	// now and loc are the clock and the time zone of `time:` match keys;
+	// timed says whether any rule has one.
+	now   func() time.Time
+	loc   *time.Location
+	timed bool
 }
 
 // rule is one compiled rule.
@@ -29,6 +36,7 @@ type rule struct {
 	cond   condition
 	anchor anchor
 	answer
+	state ruleState // set_state, clear_state (state.go)
 }
 
 // answer is what a rule (or the default) replies.
@@ -36,6 +44,8 @@ type answer struct {
 	random  bool // pick: random
 	passive bool
 	items   []*item
+	// fallback is sent in place of a webhook item that fails.
+	fallback []*item
 }
 
 // Len returns the number of rules, the default not counted.
@@ -72,16 +82,36 @@ type Decision struct {
 	// Replies are the messages to send through the API, in order. ID is
 	// left for the sender to assign.
 	Replies []wechat.Outgoing
+	// SetState, when not "", is the conversation state to give the
+	// sender for StateFor (set_state); ClearState ends the sender's state
+	// (clear_state). Of the matched rules, the last that says either wins.
+	SetState   string
+	StateFor   time.Duration
+	ClearState bool
+	// Transfer, when set, is the passive answer instead of Passive: the
+	// hand-over to human agents (transfer_customer_service).
+	Transfer *wechat.TransferCustomerService
+	// Webhooks are the webhook items to call, in order; each one's
+	// answer (or its rule's fallback) goes into Replies at its At.
+	Webhooks []*WebhookCall
 }
 
 // Decide matches m against the rules and renders the replies of every
 // matched rule. A reply whose template fails is logged and left out.
-func (s *Set) Decide(m *wechat.Message) Decision {
+func (s *Set) Decide(m *wechat.Message) Decision { return s.decide(m, "") }
+
+// decide is Decide for a sender whose conversation state is state ("" for
+// none; see DecideWithState).
+func (s *Set) decide(m *wechat.Message, state string) Decision {
 	var d Decision
 	if m == nil {
 		return d
 	}
 	in := newInput(m)
+	in.set(fieldState, state)
+	if s.timed {
+		in.now = s.now().In(s.loc)
+	}
 	var buf [64]int32
 	matched := s.match(&in, buf[:0])
 	if len(matched) == 0 {
@@ -99,6 +129,7 @@ func (s *Set) Decide(m *wechat.Message) Decision {
 		r := s.rules[n]
 		d.Rules = append(d.Rules, r.name)
 		s.answer(&d, r, &in, &passiveTaken)
+		applyState(&d, r)
 	}
 	return d
 }
@@ -108,7 +139,9 @@ func (s *Set) Decide(m *wechat.Message) Decision {
 func (s *Set) match(in *input, dst []int32) []int32 {
 	var buf [64]int32
 	out := dst
-	for _, n := range s.idx.candidates(in, buf[:0]) {
+	candidates := s.idx.candidates(in, buf[:0])
+	s.stateFirst(in, candidates)
+	for _, n := range candidates {
 		r := s.rules[n]
 		if !r.cond.holds(in, r.anchor) {
 			continue
@@ -135,6 +168,24 @@ func (s *Set) answer(d *Decision, r *rule, in *input, passiveTaken *bool) {
 	inMsgID := msgIDOf(m)
 	data := &TemplateData{Message: m, Groups: r.cond.groups(in)}
 	for k, it := range items {
+		passiveSlot := k == 0 && r.passive && !*passiveTaken
+		switch {
+		case it.transfer != nil:
+			if passiveSlot {
+				*passiveTaken = true
+				t := *it.transfer
+				d.Transfer = &t
+			} else {
+				s.log.Error("hand-over skipped: an earlier rule already answered passively", "rule", r.name, "openid", m.FromUserName, "msg_id", inMsgID)
+			}
+			continue
+		case it.webhook != nil:
+			if passiveSlot {
+				*passiveTaken = true
+			}
+			d.Webhooks = append(d.Webhooks, s.webhookCall(r, it.webhook, data, inMsgID, len(d.Replies), passiveSlot))
+			continue
+		}
 		custom, tmpl, err := it.render(data)
 		if err != nil {
 			s.log.Error("reply skipped", "rule", r.name, "openid", m.FromUserName, "msg_id", inMsgID, "item", k, "err", err)

@@ -168,6 +168,8 @@ var nullRefused = map[reflect.Type]string{
 	reflect.TypeFor[[]replySpec](): "give the reply items, or leave reply out for a rule that only records a match",
 	reflect.TypeFor[*answerSpec](): "give its reply, or leave default out",
 	reflect.TypeFor[[]ruleSpec]():  "give the rules, or leave rules out",
+	reflect.TypeFor[*menuSpec]():   "give its button list, or leave menu out",
+	reflect.TypeFor[*timeSpec]():   "give days, hours or both, or leave time out",
 }
 
 // wantsMapping reports whether values of t are written as mappings.
@@ -234,6 +236,10 @@ func (c *checker) checkReply(n *yaml.Node, path string) {
 	switch field, ok := payloadFields[key]; {
 	case key == templateKey:
 		c.check(value, reflect.TypeFor[wechat.TemplateMessage](), at)
+	case key == webhookKey:
+		c.check(value, reflect.TypeFor[webhookSpec](), at)
+	case key == transferKey:
+		c.check(value, reflect.TypeFor[wechat.TransferCustomerService](), at) // `transfer_customer_service:` alone is fine
 	case !ok:
 		c.add(keyNode, path, true, "unknown reply type %q; want one of %s", key, replyKeys())
 	case key == wechat.MsgTypeText && value.Kind == yaml.ScalarNode:
@@ -246,7 +252,7 @@ func (c *checker) checkReply(n *yaml.Node, path string) {
 
 // replyKeys lists the reply item keys for messages.
 func replyKeys() string {
-	return strings.Join(wechat.CustomMsgTypes, ", ") + ", " + templateKey
+	return strings.Join(wechat.CustomMsgTypes, ", ") + ", " + templateKey + ", " + webhookKey + ", " + transferKey
 }
 
 func (c *checker) checkStruct(n *yaml.Node, t reflect.Type, path string) {

@@ -55,6 +55,12 @@ func (e *Engine) Current() *Set { return e.cur.Load() }
 // Decide decides with the rules in force.
 func (e *Engine) Decide(m *wechat.Message) Decision { return e.Current().Decide(m) }
 
+// DecideWithState decides with the rules in force, reading the sender's
+// conversation state only if they test one (Set.DecideWithState).
+func (e *Engine) DecideWithState(m *wechat.Message, state func() (string, error)) (Decision, error) {
+	return e.Current().DecideWithState(m, state)
+}
+
 // Reload loads the file again and swaps it in when it is valid. When it is
 // not, every problem is logged with its position, the rules in force stay,
 // and the error (a *LoadError, or the read error) is returned. It is what

@@ -31,8 +31,9 @@ type anchor struct {
 // anchorOrder lists the fields from most to least selective: a rule is
 // filed under the first one it has. Text keys and the kind of event come
 // after the ids because many rules share `event: CLICK` but few share an
-// event_key.
-var anchorOrder = [...]field{fieldEquals, fieldMenuID, fieldEventKey, fieldScene, fieldFrom}
+// event_key. A state comes first: the rules that test one are then
+// candidates only while the sender has it (Set.stateFirst relies on it).
+var anchorOrder = [...]field{fieldState, fieldEquals, fieldMenuID, fieldEventKey, fieldScene, fieldFrom}
 
 var lateFields = [...]field{fieldStatus, fieldEvent, fieldMsgType}
 

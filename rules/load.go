@@ -140,12 +140,18 @@ func parseRules(filename string, data []byte, o options) (*Set, error) {
 		intn:  o.intn,
 		rules: cp.compileRules(spec.Rules),
 		def:   cp.compileDefault(spec.Default),
+		menu:  cp.compileMenu(spec.Menu),
+	}
+	s.now, s.loc = o.now, cp.compileTimezone(spec.Timezone)
+	for _, r := range s.rules {
+		s.timed = s.timed || r.cond.when != nil
 	}
 	if s.kf != "" && !p.corruptAt("kf_account") && !kfAccount.MatchString(s.kf) {
 		p.add(c.node("kf_account"), "kf_account", false,
 			"%q is not a customer-service account: WeChat names one account@wechat_id, as in kf2001@gh_account", s.kf)
 	}
-	if len(spec.Rules) == 0 && spec.Default == nil && !p.corruptAt("rules") && !p.corruptAt(defaultName) {
+	if len(spec.Rules) == 0 && spec.Default == nil && !p.corruptAt("rules") && !p.corruptAt(defaultName) &&
+		!(o.menuOnly && spec.Menu != nil) {
 		p.add(root, "", false, "no rules and no default: nothing would ever be answered")
 	}
 	if err := p.err(); err != nil {
@@ -153,6 +159,9 @@ func parseRules(filename string, data []byte, o options) (*Set, error) {
 	}
 	s.idx = buildIndex(s.rules)
 	cp.warnUnansweredChoices(s)
+	if !o.menuOnly || len(spec.Rules) > 0 {
+		cp.warnMenu(s, spec.Rules)
+	}
 	s.warnings = sortProblems(p.warnings)
 	return s, nil
 }

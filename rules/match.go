@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/wxreply/wxreply/wechat"
 )
@@ -22,11 +23,12 @@ const (
 	fieldStatus                // status: Status of TEMPLATESENDJOBFINISH (and MASSSENDJOBFINISH)
 	fieldEvent                 // event: the event name, case-insensitive
 	fieldMsgType               // msgtype, case-insensitive
+	fieldState                 // state: the sender's conversation state, read from the store (state.go)
 	numFields
 )
 
 // fieldNames are the keys of rules.yaml, for messages.
-var fieldNames = [numFields]string{"text.equals", "menu_id", "event_key", "scene", "from", "status", "event", "msgtype"}
+var fieldNames = [numFields]string{"text.equals", "menu_id", "event_key", "scene", "from", "status", "event", "msgtype", "state"}
 
 // input is an inbound message prepared for matching: everything that is
 // folded or extracted is done once here, not once per rule.
@@ -36,8 +38,9 @@ type input struct {
 	has      [numFields]bool
 	isEvent  bool
 	hasText  bool
-	text     string // normalized: what equals, contains and prefix compare
-	wide     string // trimmed and width-folded: what regexes see
+	text     string    // normalized: what equals, contains and prefix compare
+	wide     string    // trimmed and width-folded: what regexes see
+	now      time.Time // the Set's clock in its time zone, for time:; zero: not checked
 }
 
 func newInput(m *wechat.Message) input {
@@ -94,11 +97,15 @@ type condition struct {
 	prefix   []string            // normalized
 	regexes  []*regexp.Regexp    // case-insensitive, run on input.wide
 	literals []string            // per regex: a normalized string every match contains, or ""
+	when     *timeWindow         // time: weekdays and hours; nil: any time
 }
 
 // holds reports whether every key of c holds for in, except the anchor,
 // which the index has already established when skip says so.
 func (c *condition) holds(in *input, skip anchor) bool {
+	if c.when != nil && !c.when.holds(in.now) {
+		return false
+	}
 	for f := range numFields {
 		vals := c.values[f]
 		if len(vals) == 0 || (skip.kind == anchorField && skip.field == f) {

@@ -14,6 +14,8 @@ type options struct {
 	intn     func(n int) int
 	onReload func(*Set)
 	debounce time.Duration
+	menuOnly bool // LoadMenu: a file with only `menu:` is valid
+	now      func() time.Time
 }
 
 func buildOptions(opts []Option) options {
@@ -26,6 +28,9 @@ func buildOptions(opts []Option) options {
 	}
 	if o.intn == nil {
 		o.intn = rand.IntN
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 	return o
 }
@@ -54,4 +59,11 @@ func WithOnReload(f func(*Set)) Option {
 // loads once. The default is 200ms.
 func WithDebounce(d time.Duration) Option {
 	return func(o *options) { o.debounce = d }
+}
+
+// WithClock sets the clock that `time:` match keys read: the time the
+// server decides on a message, not the message's CreateTime. Tests pass
+// their own; the default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
 }

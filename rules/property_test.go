@@ -14,14 +14,25 @@ import (
 var propertySeed = flag.Uint64("seed", 0, "seed of the property test (0: a fixed default)")
 
 // linearMatch is the reference the index must agree with: every rule in
-// file order, checked in full.
+// file order, checked in full; the rules that test a state first.
 func linearMatch(s *Set, in *input) []int32 {
-	var out []int32
+	var out, order []int32
 	for i, r := range s.rules {
+		if len(r.cond.values[fieldState]) > 0 {
+			order = append(order, int32(i))
+		}
+	}
+	for i, r := range s.rules {
+		if len(r.cond.values[fieldState]) == 0 {
+			order = append(order, int32(i))
+		}
+	}
+	for _, i := range order {
+		r := s.rules[i]
 		if !r.cond.holds(in, anchor{kind: anchorNone}) {
 			continue
 		}
-		out = append(out, int32(i))
+		out = append(out, i)
 		if !r.cont {
 			break
 		}
@@ -97,6 +108,9 @@ func randRules(r *rand.Rand, n int) []byte {
 			if r.IntN(6) == 0 {
 				match["from"] = some(r, func() string { return pick(r, []string{"u1", "u2"}) })
 			}
+			if r.IntN(6) == 0 {
+				match["state"] = some(r, func() string { return pick(r, []string{"st1", "st2"}) })
+			}
 			if r.IntN(2) == 0 {
 				text := map[string]any{}
 				for len(text) == 0 {
@@ -167,16 +181,18 @@ func TestIndexAgreesWithLinearScan(t *testing.T) {
 		}
 		for range messages {
 			m := randMessage(r)
+			state := pick(r, []string{"", "", "st1", "st2", "st3"})
 			in := newInput(m)
+			in.set(fieldState, state)
 			got := s.match(&in, nil)
 			want := linearMatch(s, &in)
 			if !slices.Equal(got, want) {
-				t.Fatalf("seed %d: message %+v\nindex matched %v, linear scan %v\nrules:\n%s", seed, m, got, want, src)
+				t.Fatalf("seed %d: message %+v in state %q\nindex matched %v, linear scan %v\nrules:\n%s", seed, m, state, got, want, src)
 			}
 			if len(want) > 0 {
 				matched++
 			}
-			d := s.Decide(m)
+			d := s.decide(m, state)
 			wantNames := make([]string, len(want))
 			for i, n := range want {
 				wantNames[i] = s.rules[n].name

@@ -22,8 +22,10 @@ type TemplateData struct {
 // item is one compiled reply item: the decoded message, used as a
 // prototype, and the templates of its string fields.
 type item struct {
-	custom   *wechat.CustomMessage   // a customer-service message, or
-	template *wechat.TemplateMessage // a template message
+	custom   *wechat.CustomMessage           // a customer-service message, or
+	template *wechat.TemplateMessage         // a template message, or
+	webhook  *webhook                        // a call to the operator's service, or
+	transfer *wechat.TransferCustomerService // the hand-over to human agents
 	// tmpls has one entry per string field, in the order visitCustom or
 	// visitTemplate walks them; nil where the field is plain text.
 	tmpls []*template.Template

@@ -211,8 +211,13 @@ func TestSchemaValidatorWorks(t *testing.T) {
 func TestSchemaMatchesGoTypes(t *testing.T) {
 	d := loadSchema(t)
 	var compare func(rt reflect.Type, s schema, ptr, at string)
+	seen := make(map[string]bool) // a recursive type (menu buttons) meets its schema again
 	compare = func(rt reflect.Type, s schema, ptr, at string) {
 		s, ptr = d.resolve(s, ptr)
+		if seen[rt.String()+" "+ptr] {
+			return
+		}
+		seen[rt.String()+" "+ptr] = true
 		switch {
 		case rt == stringListType:
 			for _, v := range []any{"text", []any{"text", "event"}} {
@@ -223,7 +228,7 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 			return
 		case rt == replySpecType:
 			want := slices.Sorted(maps.Keys(payloadFields))
-			want = append(want, templateKey)
+			want = append(want, templateKey, webhookKey, transferKey)
 			slices.Sort(want)
 			props := s["properties"].(schema)
 			if got := slices.Sorted(maps.Keys(props)); !slices.Equal(got, want) || s["maxProperties"] != 1.0 {
@@ -234,6 +239,9 @@ func TestSchemaMatchesGoTypes(t *testing.T) {
 				compare(f.Type, alt, altPtr, at+"."+key)
 			}
 			compare(reflect.TypeFor[wechat.TemplateMessage](), props[templateKey].(schema), ptr+"/properties/"+templateKey, at+".template")
+			compare(reflect.TypeFor[webhookSpec](), props[webhookKey].(schema), ptr+"/properties/"+webhookKey, at+"."+webhookKey)
+			alt, altPtr := d.objectAlternative(props[transferKey].(schema), ptr+"/properties/"+transferKey)
+			compare(reflect.TypeFor[wechat.TransferCustomerService](), alt, altPtr, at+"."+transferKey)
 			return
 		}
 		switch rt.Kind() {
@@ -450,6 +458,10 @@ func TestSchemaRejectsWhatTheLoaderRejects(t *testing.T) {
 		"empty default":           "default: {reply: []}\n",
 		"nothing":                 "kf_account: kf1@gh_acct\n",
 		"a kf_account without @":  "kf_account: kf1\ndefault: {reply: [{text: x}]}\n",
+		"four menu buttons": rule("") + "menu: {button: [{type: click, name: a, key: A}, {type: click, name: b, key: B}, " +
+			"{type: click, name: c, key: C}, {type: click, name: d, key: D}]}\n",
+		"a menu button with type and sub_button": rule("") + "menu: {button: [{type: click, name: a, key: A, sub_button: [{type: click, name: b, key: B}]}]}\n",
+		"a view button without url":              rule("") + "menu: {button: [{type: view, name: a}]}\n",
 	}
 	for name, src := range tests {
 		var v any

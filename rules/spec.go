@@ -19,6 +19,8 @@ type fileSpec struct {
 	KfAccount string      `yaml:"kf_account"`
 	Rules     []ruleSpec  `yaml:"rules"`
 	Default   *answerSpec `yaml:"default"`
+	Menu      *menuSpec   `yaml:"menu"`     // the custom menu (menu.go)
+	Timezone  string      `yaml:"timezone"` // of `time:` match keys (timeofday.go)
 }
 
 // ruleSpec is one entry of rules.
@@ -27,6 +29,10 @@ type ruleSpec struct {
 	Match    *matchSpec `yaml:"match"`
 	Continue bool       `yaml:"continue"`
 	Answer   answerSpec `yaml:",inline"`
+	// SetState and ClearState change the sender's conversation state
+	// (state.go).
+	SetState   *setStateSpec `yaml:"set_state"`
+	ClearState bool          `yaml:"clear_state"`
 }
 
 // answerSpec is what a rule, or the default, answers with.
@@ -34,6 +40,8 @@ type answerSpec struct {
 	Pick    string      `yaml:"pick"`
 	Passive bool        `yaml:"passive"`
 	Reply   []replySpec `yaml:"reply"`
+	// Fallback is sent instead of a webhook item that fails (webhook.go).
+	Fallback []replySpec `yaml:"fallback"`
 }
 
 // matchSpec holds the match keys; all given keys must hold.
@@ -46,6 +54,8 @@ type matchSpec struct {
 	MenuID   stringList `yaml:"menu_id"`
 	Status   stringList `yaml:"status"`
 	From     stringList `yaml:"from"`
+	Time     *timeSpec  `yaml:"time"`  // weekdays and hours (timeofday.go)
+	State    stringList `yaml:"state"` // the sender's conversation state (state.go)
 }
 
 // textSpec holds the text match keys; all given keys must hold.
@@ -90,6 +100,8 @@ type replySpec struct {
 	Key      string
 	Custom   *wechat.CustomMessage
 	Template *wechat.TemplateMessage
+	Webhook  *webhookSpec                    // webhook: the operator's service answers
+	Transfer *wechat.TransferCustomerService // transfer_customer_service: passive only
 }
 
 // UnmarshalYAML decodes the item into the wechat types. Shapes the checker
@@ -104,6 +116,18 @@ func (r *replySpec) UnmarshalYAML(n *yaml.Node) error {
 	}
 	key, value := n.Content[0].Value, resolveAlias(n.Content[1])
 	r.Key = key
+	switch key {
+	case webhookKey:
+		r.Webhook = new(webhookSpec)
+		_ = value.Decode(r.Webhook)
+		return nil
+	case transferKey:
+		r.Transfer = new(wechat.TransferCustomerService)
+		if !isNull(value) {
+			_ = value.Decode(r.Transfer)
+		}
+		return nil
+	}
 	if key == templateKey {
 		r.Template = new(wechat.TemplateMessage)
 		_ = value.Decode(r.Template)

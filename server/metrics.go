@@ -16,6 +16,15 @@ import (
 	"github.com/wxreply/wxreply/wechat"
 )
 
+// webhookCalls counts the calls of webhook reply items by rule (bounded
+// by the rules file) and outcome (Webhook*: a fixed set).
+func webhookCalls() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wxreply_webhook_calls_total",
+		Help: "Calls of webhook reply items, by rule and outcome (ok, timeout, status, invalid, error); all but ok sent the rule's fallback.",
+	}, []string{"rule", "outcome"})
+}
+
 // outboxCollector exposes the outbox's counters, what waits in the store
 // and what the store's commits cost.
 func outboxCollector(e *delivery.Engine, st store.Store) prometheus.Collector {

@@ -27,6 +27,18 @@ type Outbox interface {
 	TemplateFinished(ctx context.Context, msgID, status string) error
 }
 
+// stateDecider is a Decider whose rules may test the sender's
+// conversation state (match: state); *rules.Engine and *rules.Set are.
+type stateDecider interface {
+	DecideWithState(m *wechat.Message, state func() (string, error)) (rules.Decision, error)
+}
+
+// stateReader is an Outbox that reads a user's conversation state;
+// *delivery.Engine is one.
+type stateReader interface {
+	State(ctx context.Context, openid string) (string, error)
+}
+
 // Responder is the callback's brain: for each inbound message it
 // completes template delivery reports, decides with the rules and records
 // the replies, the user's window and the retry-dedupe mark in one step of
@@ -41,6 +53,10 @@ type Responder struct {
 	// Matched, when set, counts the rules that answered each callback
 	// recorded (a retry recognised is not counted again).
 	Matched func(rules []string)
+
+	// Webhooks calls the decision's webhook items (webhook.go); nil
+	// sends their fallbacks.
+	Webhooks *Webhooks
 }
 
 var _ handlers.Responder = (*Responder)(nil)
@@ -59,7 +75,21 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 			return nil, err
 		}
 	}
-	d := r.Rules.Decide(m)
+	d, err := r.decide(ctx, m)
+	if err != nil {
+		r.Logger.ErrorContext(ctx, "conversation state not read: answering 503 so that WeChat retries",
+			"openid", m.FromUserName, "msg_id", msgIDOf(m), "error", err)
+		return nil, err
+	}
+	if len(d.Webhooks) > 0 {
+		// Inside the callback, each within its item's timeout: the answer
+		// may be the passive reply, and is recorded with the rest.
+		wh := r.Webhooks
+		if wh == nil {
+			wh = &Webhooks{Logger: r.Logger}
+		}
+		wh.Resolve(ctx, &d)
+	}
 	// The attributes are built only when the line is written: this runs
 	// for every callback, inside WeChat's five seconds.
 	if r.Logger.Enabled(ctx, slog.LevelInfo) {
@@ -67,14 +97,24 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 		if m.Event != "" {
 			attrs = append(attrs, "event", m.Event)
 		}
+		switch {
+		case d.SetState != "":
+			attrs = append(attrs, "set_state", d.SetState)
+		case d.ClearState:
+			attrs = append(attrs, "clear_state", true)
+		}
 		if len(d.Rules) == 0 {
 			r.Logger.InfoContext(ctx, "no rule matched", attrs...)
 		} else {
 			r.Logger.InfoContext(ctx, "rules matched", append(attrs, "rule", strings.Join(d.Rules, ","),
-				"replies", len(d.Replies), "passive", d.Passive != nil)...)
+				"replies", len(d.Replies), "passive", d.Passive != nil || d.Transfer != nil)...)
 		}
 	}
 	var answer []byte
+	if d.Transfer != nil {
+		// The hand-over to human agents (transfer_customer_service).
+		answer = wechat.EncodeTransfer(m.FromUserName, m.ToUserName, r.Now().Unix(), *d.Transfer)
+	}
 	if d.Passive != nil {
 		xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, r.Now().Unix(), d.Passive)
 		if err != nil {
@@ -88,7 +128,13 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 	if m.OpensWindow() {
 		req.Touch = m.FromUserName
 	}
-	if len(d.Replies) > 0 || answer != nil {
+	switch {
+	case d.SetState != "":
+		req.SetState = &store.UserState{OpenID: m.FromUserName, Name: d.SetState, TTL: d.StateFor}
+	case d.ClearState:
+		req.ClearState = m.FromUserName
+	}
+	if len(d.Replies) > 0 || answer != nil || req.SetState != nil || req.ClearState != "" {
 		// Only a callback that caused something needs its retries
 		// recognised: one that caused nothing causes nothing again.
 		req.Dedupe = m.DedupeKey()
@@ -114,6 +160,18 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 		r.Matched(d.Rules)
 	}
 	return answer, nil
+}
+
+// decide decides on m, with the sender's conversation state when the
+// rules test one: one read of the store, before the rules, and none at
+// all for rules without states.
+func (r *Responder) decide(ctx context.Context, m *wechat.Message) (rules.Decision, error) {
+	sd, ok := r.Rules.(stateDecider)
+	sr, ok2 := r.Outbox.(stateReader)
+	if !ok || !ok2 || m.FromUserName == "" {
+		return r.Rules.Decide(m), nil
+	}
+	return sd.DecideWithState(m, func() (string, error) { return sr.State(ctx, m.FromUserName) })
 }
 
 // msgIDOf is what identifies m in the logs: its MsgId, the MsgID of the

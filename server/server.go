@@ -137,10 +137,16 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("WXREPLY_STORE: %w", err)
 	}
-	engine, err := rules.NewEngine(cfg.RulesPath, rules.WithLogger(log))
+	engine, err := rules.NewEngine(cfg.RulesPath, rules.WithLogger(log), rules.WithClock(cfg.Now),
+		rules.WithOnReload(func(s *rules.Set) { warnUnsignedWebhooks(log, cfg.WebhookSecret, s) }))
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	if names := engine.Current().WebhookRules(); len(names) > 0 && cfg.WebhookSecret == "" {
+		st.Close()
+		return nil, fmt.Errorf("WXREPLY_WEBHOOK_SECRET is not set: the webhook items of %s (rule %s) sign their requests with it",
+			cfg.RulesPath, strings.Join(names, ", "))
 	}
 	// A shared store shares the access token too: one fetch for every
 	// instance.
@@ -174,9 +180,10 @@ func New(cfg Config) (*Server, error) {
 	sent := &sending{now: cfg.Now}
 	do.OnResult = sent.observe(do.OnResult)
 	outbox := delivery.New(do)
-	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now, Matched: engine.CountMatch}
+	webhooks := newWebhooks(cfg.WebhookSecret, log, cfg.Now)
+	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now, Matched: engine.CountMatch, Webhooks: webhooks}
 	metrics := handlers.NewMetrics()
-	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine), tokenCollector(client), sent)
+	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine), tokenCollector(client), sent, webhooks.calls)
 	if lb := cfg.LogBuffer; lb != nil {
 		metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "wxreply_log_lines_dropped_total",

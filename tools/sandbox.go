@@ -177,6 +177,7 @@ func Sandbox(ctx context.Context, o SandboxOptions) error {
 		cb:           &Callback{URL: base + "/wechat", Token: SandboxToken, Client: &http.Client{Timeout: defaultTimeout}},
 		nextID:       24000000000000001,
 		replyTimeout: o.ReplyTimeout,
+		rulesPath:    o.RulesPath,
 	}
 	file := o.RulesPath
 	if file == "" {
@@ -200,6 +201,7 @@ type session struct {
 	lastCreate   int64                // CreateTime of the last callback, see createTime
 	menu         []wechat.MsgMenuItem // the last msgmenu shown, for numbered choices
 	replyTimeout time.Duration        // how long one line's replies may take
+	rulesPath    string               // the rules file, whose menu: /menu and /tap read
 
 	decided   *decisions // what the rules decided, as the server reports it
 	showRules bool       // /rules on
@@ -290,8 +292,12 @@ func (s *session) handle(ctx context.Context, line string) (quit bool) {
 		if s.need(cmd, arg, "KEY") {
 			s.send(ctx, s.eventXML(wechat.EventClick, arg, ""))
 		}
+	case "/tap":
+		s.tap(ctx, arg)
 	case "/menu":
-		if s.need(cmd, arg, "ID") {
+		if arg == "" {
+			s.showMenu() // the rules file's custom menu
+		} else {
 			content := arg
 			for _, it := range s.menu {
 				if it.ID == arg {
@@ -316,6 +322,8 @@ numbered choices, type a number to tap one. Commands send events:
   /unsubscribe        unfollow
   /scan SCENE         scan a parametric QR code, already following
   /click KEY          tap a custom-menu button with this key
+  /menu               list the rules file's custom menu, numbered
+  /tap N | /tap N.M   tap its button N, or sub-button M of button N
   /menu ID            tap a msgmenu item by its id
   /voice TEXT         send a voice message that WeChat recognised as TEXT
   /rules on|off       show which rule answers each message, or stop showing it

@@ -67,6 +67,9 @@ func renderCustom(m *wechat.CustomMessage) []string {
 	case *wechat.MiniProgramPage:
 		return []string{"[mini program] " + p.Title, p.AppID + " " + p.PagePath}
 	}
+	if m.MsgType == wechat.MsgTypeTransferCustomerService {
+		return []string{"[handed over to the account's human customer-service agents]"}
+	}
 	return []string{fmt.Sprintf("[%s message]", m.MsgType)}
 }
 

@@ -229,7 +229,10 @@ func runSandboxWith(t *testing.T, o SandboxOptions) string {
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	o.RulesPath, o.Out, o.Echo = "scripted rules", &out, true
+	if o.RulesPath == "" {
+		o.RulesPath = "scripted rules"
+	}
+	o.Out, o.Echo = &out, true
 	err := Sandbox(ctx, o)
 	if err != nil {
 		t.Fatalf("Sandbox: %v\n%s", err, out.String())
@@ -271,7 +274,7 @@ func TestSandboxSession(t *testing.T) {
 		{"template", "< [template message] TPL\n  first: shipped\n  remark: soon\n  https://example.com/o\n"},
 		{"/scan", "usage: /scan SCENE\n"},
 		{"/click", "usage: /click KEY\n"},
-		{"/menu", "usage: /menu ID\n"},
+		{"/menu", "[cannot read the menu: rules: open scripted rules: no such file or directory]\n"},
 		{"/voice", "usage: /voice TEXT\n"},
 		{"/dance", "unknown command /dance: /help lists them\n"},
 		{"/rules on", "[showing which rule answers each message]\n"},
