@@ -2,7 +2,6 @@ package wechattest
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,27 +66,13 @@ func (s *Server) serveMenu(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.track()()
 	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-	if err != nil {
-		rec.Abandoned = true
-		s.record(rec)
+	body, ans, ok := s.readCall(w, r, &rec)
+	if !ok {
 		return
 	}
-	if len(body) > 0 {
-		rec.Body = body
-	}
-	code, done := s.forcedFailure(w, r, api, &rec)
-	if done {
-		return
-	}
-	ans := answer{code, "forced failure"}
 	var out any
 	s.mu.Lock()
-	if ans.code == 0 {
-		if c := s.checkTokenLocked(r.URL.Query().Get("access_token"), time.Now()); c != 0 {
-			ans = answer{c, "invalid credential, access_token is invalid or not latest"}
-		}
-	}
+	ans = s.tokenAnswerLocked(r, ans)
 	if ans.code == 0 {
 		ans, out = s.menuCallLocked(api, body)
 	}

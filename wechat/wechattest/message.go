@@ -33,25 +33,12 @@ func (s *Server) serveMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.track()()
 	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-	if err != nil {
-		rec.Abandoned = true
-		s.record(rec)
+	body, ans, ok := s.readCall(w, r, &rec)
+	if !ok {
 		return
 	}
-	rec.Body = body
-	code, done := s.forcedFailure(w, r, api, &rec)
-	if done {
-		return
-	}
-
-	ans := answer{code, "forced failure"}
 	s.mu.Lock()
-	if ans.code == 0 {
-		if c := s.checkTokenLocked(r.URL.Query().Get("access_token"), time.Now()); c != 0 {
-			ans = answer{c, "invalid credential, access_token is invalid or not latest"}
-		}
-	}
+	ans = s.tokenAnswerLocked(r, ans)
 	payload := s.checkPayloadLocked(api, body, &rec)
 	if ans.code == 0 {
 		ans = payload
@@ -252,6 +239,40 @@ func (s *Server) forcedFailure(w http.ResponseWriter, r *http.Request, api strin
 		return 0, true
 	}
 	return f.code, false
+}
+
+// readCall is the start every authenticated JSON call shares: its body
+// (at most 1 MiB; a call whose body cannot be read is recorded abandoned),
+// then the forced failures (answered here). ok is false when the call was
+// answered already; else first is the answer so far: a forced errcode, or
+// 0.
+func (s *Server) readCall(w http.ResponseWriter, r *http.Request, rec *Received) (body []byte, first answer, ok bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		rec.Abandoned = true
+		s.record(*rec)
+		return nil, answer{}, false
+	}
+	if len(body) > 0 {
+		rec.Body = body
+	}
+	code, done := s.forcedFailure(w, r, rec.API, rec)
+	if done {
+		return nil, answer{}, false
+	}
+	return body, answer{code, "forced failure"}, true
+}
+
+// tokenAnswerLocked is first, or, when first passed, the answer to the
+// call's access token.
+func (s *Server) tokenAnswerLocked(r *http.Request, first answer) answer {
+	if first.code != 0 {
+		return first
+	}
+	if c := s.checkTokenLocked(r.URL.Query().Get("access_token"), time.Now()); c != 0 {
+		return answer{c, "invalid credential, access_token is invalid or not latest"}
+	}
+	return first
 }
 
 // serveUpload is media/upload: multipart field "media", answered with a

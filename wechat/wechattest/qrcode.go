@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"time"
 
@@ -26,25 +25,13 @@ func (s *Server) serveQRCode(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.track()()
 	rec := Received{API: api, Time: time.Now(), HTTPStatus: http.StatusOK}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
-	if err != nil {
-		rec.Abandoned = true
-		s.record(rec)
+	body, ans, ok := s.readCall(w, r, &rec)
+	if !ok {
 		return
 	}
-	rec.Body = body
-	code, done := s.forcedFailure(w, r, api, &rec)
-	if done {
-		return
-	}
-	ans := answer{code, "forced failure"}
-	if ans.code == 0 {
-		s.mu.Lock()
-		if c := s.checkTokenLocked(r.URL.Query().Get("access_token"), time.Now()); c != 0 {
-			ans = answer{c, "invalid credential, access_token is invalid or not latest"}
-		}
-		s.mu.Unlock()
-	}
+	s.mu.Lock()
+	ans = s.tokenAnswerLocked(r, ans)
+	s.mu.Unlock()
 	var q wechat.QRCodeRequest
 	if ans.code == 0 {
 		ans = checkQRCode(body, &q)
