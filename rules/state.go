@@ -112,8 +112,13 @@ func (s *Set) UsesState() bool { return s.idx.fields[fieldState] != nil }
 // reads ("" for none). state is called at most once, and only when the
 // rules test a state, so that a file without states costs no read; its
 // error is returned, with nothing decided.
+//
+// Nor is it read for a message that no state-testing rule could match
+// whatever the state (a "hi" where the state rules want digits): the
+// sender's state cannot change what is decided then, and most callbacks
+// are spared the store read.
 func (s *Set) DecideWithState(m *wechat.Message, state func() (string, error)) (Decision, error) {
-	if m == nil || !s.UsesState() {
+	if m == nil || !s.UsesState() || !s.stateMayMatter(m) {
 		return s.Decide(m), nil
 	}
 	name, err := state()
@@ -121,6 +126,24 @@ func (s *Set) DecideWithState(m *wechat.Message, state func() (string, error)) (
 		return Decision{}, err
 	}
 	return s.decide(m, name), nil
+}
+
+// stateMayMatter reports whether some rule that tests a state would match
+// m, were the sender in that state.
+func (s *Set) stateMayMatter(m *wechat.Message) bool {
+	in := newInput(m)
+	if s.timed {
+		in.now = s.now().In(s.loc)
+	}
+	for name, rules := range s.idx.fields[fieldState] {
+		in.set(fieldState, name)
+		for _, n := range rules {
+			if s.rules[n].cond.holds(&in, anchor{}) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stateFirst moves to the front the rules among candidates that test a
