@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -26,7 +25,11 @@ type callback struct {
 	now       func() time.Time
 	maxSkew   time.Duration // 0: timestamps not checked
 	metrics   *Metrics      // nil: none
-	warned    throttle      // refusals logged at most once a minute each
+	// Each kind of refusal (and the unknown-tags line) is logged at most
+	// once a minute, with how many went without a line: an outsider
+	// replaying refused requests at full speed does not fill the log (the
+	// metric counts every one).
+	staleLog, reusedLog, plainLog, tagsLog sampled
 }
 
 // ErrQueryReused is what a Responder's error wraps when the callback's
@@ -101,9 +104,9 @@ func (cb *callback) checkFresh(timestamp string) error {
 		return nil
 	}
 	cb.metrics.refuse(RefusedStale)
-	if cb.warned.ok(RefusedStale, cb.now()) {
+	if skipped, ok := cb.staleLog.take(cb.now()); ok {
 		cb.log.Warn("callback refused: its timestamp is too far from this server's clock; check the clock (NTP) if WeChat's own callbacks are refused",
-			"offset", off.Round(time.Second).String(), "max_clock_skew", cb.maxSkew.String())
+			"offset", off.Round(time.Second).String(), "max_clock_skew", cb.maxSkew.String(), "refused_without_a_line", skipped)
 	}
 	return echo.NewHTTPError(http.StatusForbidden, "timestamp too old or too far ahead")
 }
@@ -139,10 +142,13 @@ func (cb *callback) receive(c echo.Context) error {
 		// one to answer and nothing to match.
 		return echo.NewHTTPError(http.StatusBadRequest, "not a WeChat callback: FromUserName or MsgType missing")
 	}
-	if tags := m.UnknownTags(); len(tags) > 0 && cb.warned.ok("unknown tags", cb.now()) {
-		// Once a minute, the first 20: a body an outsider wrote may carry
-		// thousands, and WeChat's new fields show up in the first line.
-		cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags[:min(len(tags), 20)], "count", len(tags))...)
+	if tags := m.UnknownTags(); len(tags) > 0 {
+		if _, ok := cb.tagsLog.take(cb.now()); ok {
+			// Once a minute, the first 20: a body an outsider wrote may
+			// carry thousands, and WeChat's new fields show up in the
+			// first line.
+			cb.log.Info("callback carries tags wxreply does not model", append(msgAttrs(m), "tags", tags[:min(len(tags), 20)], "count", len(tags))...)
+		}
 	}
 
 	key := m.DedupeKey()
@@ -166,9 +172,9 @@ func (cb *callback) receive(c echo.Context) error {
 	}
 	if errors.Is(err, ErrQueryReused) {
 		cb.metrics.refuse(RefusedReused)
-		if cb.warned.ok(RefusedReused, cb.now()) {
+		if skipped, ok := cb.reusedLog.take(cb.now()); ok {
 			cb.log.Warn("callback refused: its signed URL was already used for another message; someone may be replaying a leaked callback URL",
-				msgAttrs(m)...)
+				append(msgAttrs(m), "refused_without_a_line", skipped)...)
 		}
 		return echo.NewHTTPError(http.StatusForbidden, "this signed URL was already used for another message")
 	}
@@ -257,8 +263,9 @@ func (cb *callback) open(c echo.Context, body []byte) (m *wechat.Message, encryp
 			// not the body: with a key configured only a body under
 			// msg_signature is WeChat's.
 			cb.metrics.refuse(RefusedPlaintext)
-			if cb.warned.ok(RefusedPlaintext, cb.now()) {
-				cb.log.Warn("plaintext callback refused: an EncodingAESKey is configured, so only encrypted callbacks are taken; if the MP console is in plaintext mode, switch it to compatible or safe mode (see the README)")
+			if skipped, ok := cb.plainLog.take(cb.now()); ok {
+				cb.log.Warn("plaintext callback refused: an EncodingAESKey is configured, so only encrypted callbacks are taken; if the MP console is in plaintext mode, switch it to compatible or safe mode (see the README)",
+					"refused_without_a_line", skipped)
 			}
 			return nil, false, echo.NewHTTPError(http.StatusForbidden, "plaintext callback refused: this server takes encrypted callbacks only")
 		}
@@ -304,25 +311,4 @@ func badXML(err error) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "XML with DOCTYPE or entities is refused")
 	}
 	return echo.NewHTTPError(http.StatusBadRequest, "malformed XML").SetInternal(err)
-}
-
-// throttle lets a log line through once a minute per kind, so that an
-// outsider replaying refused requests at full speed does not fill the log
-// (the metric counts every one).
-type throttle struct {
-	mu   sync.Mutex
-	last map[string]time.Time
-}
-
-func (t *throttle) ok(kind string, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.last == nil {
-		t.last = make(map[string]time.Time)
-	}
-	if last, seen := t.last[kind]; seen && now.Sub(last) < time.Minute {
-		return false
-	}
-	t.last[kind] = now
-	return true
 }
