@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -165,7 +164,9 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 	serveSandbox := func(ctx context.Context, ln net.Listener, s tools.SandboxServer) error {
 		sc := c
 		sc.token, sc.appID, sc.appSecret, sc.apiBase = s.Token, s.AppID, s.AppSecret, s.APIBase
-		srv, err := server.New(sc.server(slog.New(ruleTap{log.Handler(), s.Decided})))
+		cfg := sc.server(log)
+		cfg.Decided = s.Decided
+		srv, err := server.New(cfg)
 		if err != nil {
 			return err
 		}
@@ -182,53 +183,6 @@ func sandbox(args []string, getenv func(string) string, stdin io.Reader, stdout,
 		return 1
 	}
 	return 0
-}
-
-// ruleTap passes the server's log records on, and tells the sandbox which
-// rules answered each message: the responder's "rules matched" and "no
-// rule matched" lines say so, with the sender's openid and the rules'
-// names. They are written at info, so the tap takes info at any -log-level.
-type ruleTap struct {
-	slog.Handler
-	decided func(openid string, rules []string)
-}
-
-func (t ruleTap) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || t.Handler.Enabled(ctx, l)
-}
-
-func (t ruleTap) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "rules matched" || r.Message == "no rule matched" {
-		var openid, names string
-		r.Attrs(func(a slog.Attr) bool {
-			switch a.Key {
-			case "openid":
-				openid = a.Value.String()
-			case "rule":
-				names = a.Value.String()
-			}
-			return true
-		})
-		var matched []string
-		if names != "" {
-			matched = strings.Split(names, ",")
-		}
-		if t.decided != nil {
-			t.decided(openid, matched)
-		}
-	}
-	if !t.Handler.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return t.Handler.Handle(ctx, r)
-}
-
-func (t ruleTap) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return ruleTap{t.Handler.WithAttrs(attrs), t.decided}
-}
-
-func (t ruleTap) WithGroup(name string) slog.Handler {
-	return ruleTap{t.Handler.WithGroup(name), t.decided}
 }
 
 // isTerminal reports whether r is a terminal: a person typing sees their

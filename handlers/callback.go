@@ -45,14 +45,6 @@ type SignedQuery struct {
 	Until    time.Time // while the timestamp is fresh
 }
 
-type signedQueryKey struct{}
-
-// SignedQueryFrom returns the signed query of the callback ctx belongs to.
-func SignedQueryFrom(ctx context.Context) (SignedQuery, bool) {
-	q, ok := ctx.Value(signedQueryKey{}).(SignedQuery)
-	return q, ok
-}
-
 // UnboundQueryTTL is how long a query is bound to its body when
 // timestamps are not checked (WXREPLY_MAX_CLOCK_SKEW=0).
 const UnboundQueryTTL = 10 * time.Minute
@@ -84,7 +76,9 @@ func (cb *callback) checkSignature(c echo.Context) error {
 	if err := cb.checkFresh(q.Get("timestamp")); err != nil {
 		return err
 	}
-	c.Set(signedKey, true)
+	if c.Request().Method == http.MethodGet {
+		c.Set(signedKey, true) // the request log may name the query's openid
+	}
 	return nil
 }
 
@@ -124,7 +118,11 @@ func (cb *callback) signedQuery(c echo.Context, body []byte) SignedQuery {
 
 // receive is the callback proper. It answers at once: the Responder only
 // decides and queues, and every outbound call happens after the answer.
+// What it learns goes in the callback's Note, which the request log
+// writes as the callback's one line.
 func (cb *callback) receive(c echo.Context) error {
+	st := &callbackState{Context: c.Request().Context()}
+	c.Set(callbackEchoKey, st)
 	if err := cb.checkSignature(c); err != nil {
 		return err
 	}
@@ -136,6 +134,7 @@ func (cb *callback) receive(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	st.msg = m
 	if m.FromUserName == "" || m.MsgType == "" {
 		// Well-formed but not a callback: every message and event WeChat
 		// sends names its sender and type, and without them there is no
@@ -155,15 +154,15 @@ func (cb *callback) receive(c echo.Context) error {
 	a, first := cb.inflight.begin(key)
 	var reply []byte
 	if first {
-		ctx := c.Request().Context()
 		if !encrypted {
 			// msg_signature covers an encrypted body: another body
 			// under the same query fails it. A plaintext body is covered
 			// by nothing but this binding, kept in the store.
-			ctx = context.WithValue(ctx, signedQueryKey{}, cb.signedQuery(c, body))
+			st.query, st.bound = cb.signedQuery(c, body), true
 		}
-		reply, err = cb.handle(ctx, m, key, a)
+		reply, err = cb.handle(st, m, key, a)
 	} else {
+		st.note.Outcome = OutcomeWaited
 		cb.log.Info("WeChat retry of a callback still being handled: answering with its answer", msgAttrs(m)...)
 		var ok bool
 		if reply, err, ok = a.wait(); !ok {

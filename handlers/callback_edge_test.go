@@ -383,10 +383,10 @@ func TestRetryWhileFirstCopyPanics(t *testing.T) {
 			continue
 		}
 		panicLine = panicLine || e["msg"] == "panic in handler" && strings.Contains(fmt.Sprint(e["stack"]), "Respond")
-		requestLine = requestLine || e["msg"] == "http request" && e["status"] == 500.0
+		requestLine = requestLine || e["msg"] == "callback" && e["status"] == 500.0
 	}
 	if !panicLine || !requestLine {
-		t.Fatalf("want a panic line with its stack and an http request line with status 500, both with request_id %q:\n%s", firstID, logs.String())
+		t.Fatalf("want a panic line with its stack and a callback line with status 500, both with request_id %q:\n%s", firstID, logs.String())
 	}
 }
 

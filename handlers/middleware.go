@@ -14,7 +14,9 @@ import (
 // requestLog writes one structured line per request. It logs the path and
 // the openid WeChat puts in the query, never the query string itself: the
 // signatures in it are useless to a reader and the push API's callers may
-// put anything there.
+// put anything there. A callback's line is its only one ("callback"): the
+// request, and what came of it (the sender, the message, the rules that
+// answered, the outcome; see Note).
 func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus:    true,
@@ -36,24 +38,29 @@ func requestLog(log *slog.Logger) echo.MiddlewareFunc {
 			if !log.Enabled(ctx, level) {
 				return nil
 			}
-			attrs := []slog.Attr{
+			var buf [20]slog.Attr
+			attrs := append(buf[:0],
 				slog.String("method", v.Method),
 				slog.String("path", capped(v.URIPath, 256)),
 				slog.Int("status", v.Status),
 				slog.Duration("latency", v.Latency),
 				slog.String("request_id", v.RequestID),
 				slog.String("remote_ip", v.RemoteIP),
-			}
-			// The query's openid only once the signature held: anyone can
-			// put one there, and a forged line under a real user's openid
-			// would pollute a grep of their conversation.
-			if openid := c.QueryParam("openid"); openid != "" && c.Get(signedKey) == true {
+			)
+			msg := "http request"
+			if st := callbackOf(c); st != nil {
+				msg = "callback"
+				attrs = appendCallbackAttrs(attrs, st, v.Status)
+			} else if openid := c.QueryParam("openid"); openid != "" && c.Get(signedKey) == true {
+				// The query's openid only once the signature held: anyone
+				// can put one there, and a forged line under a real user's
+				// openid would pollute a grep of their conversation.
 				attrs = append(attrs, slog.String("openid", capped(openid, 64)))
 			}
 			if v.Error != nil {
 				attrs = append(attrs, slog.String("error", v.Error.Error()))
 			}
-			log.LogAttrs(ctx, level, "http request", attrs...)
+			log.LogAttrs(ctx, level, msg, attrs...)
 			return nil
 		},
 	})

@@ -91,7 +91,8 @@ func New(cfg Config) *echo.Echo {
 	// flood of refusals costs a counter, not a log line each.
 	e.Use(accessControl(cfg, addrs)...)
 	// The request log wraps the panic recovery, so a request that panicked
-	// still gets its "http request" line, with the 500 it was answered.
+	// still gets its line ("http request", or "callback"), with the 500 it
+	// was answered.
 	e.Use(middleware.RequestID(), requestLog(cfg.Logger), recoverPanics(cfg.Logger))
 	if cfg.Metrics != nil {
 		e.Use(cfg.Metrics.instrument())

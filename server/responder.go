@@ -57,6 +57,10 @@ type Responder struct {
 	// Webhooks calls the decision's webhook items (webhook.go); nil
 	// sends their fallbacks.
 	Webhooks *Webhooks
+
+	// Decided, when set, is told which rules answered each message, as
+	// soon as they are decided (Config.Decided).
+	Decided func(openid string, rules []string)
 }
 
 var _ handlers.Responder = (*Responder)(nil)
@@ -90,25 +94,21 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 		}
 		wh.Resolve(ctx, &d)
 	}
-	// The attributes are built only when the line is written: this runs
-	// for every callback, inside WeChat's five seconds.
-	if r.Logger.Enabled(ctx, slog.LevelInfo) {
-		attrs := []any{"openid", m.FromUserName, "msg_id", msgIDOf(m), "msg_type", m.MsgType}
-		if m.Event != "" {
-			attrs = append(attrs, "event", m.Event)
-		}
-		switch {
-		case d.SetState != "":
-			attrs = append(attrs, "set_state", d.SetState)
-		case d.ClearState:
-			attrs = append(attrs, "clear_state", true)
-		}
-		if len(d.Rules) == 0 {
-			r.Logger.InfoContext(ctx, "no rule matched", attrs...)
-		} else {
-			r.Logger.InfoContext(ctx, "rules matched", append(attrs, "rule", strings.Join(d.Rules, ","),
-				"replies", len(d.Replies), "passive", d.Passive != nil || d.Transfer != nil)...)
-		}
+	// What was decided goes in the callback's one log line (the request
+	// log writes it once the callback is answered), not in a line of its
+	// own: this runs for every callback, inside WeChat's five seconds.
+	note := handlers.NoteFrom(ctx)
+	if note == nil {
+		note = new(handlers.Note)
+	}
+	note.Rules, note.Replies, note.Passive = d.Rules, len(d.Replies), d.Passive != nil || d.Transfer != nil
+	note.State, note.Cleared = d.SetState, d.ClearState && d.SetState == ""
+	note.Outcome = handlers.OutcomeNoRule
+	if len(d.Rules) > 0 {
+		note.Outcome = handlers.OutcomeAnswered
+	}
+	if r.Decided != nil {
+		r.Decided(m.FromUserName, d.Rules)
 	}
 	var answer []byte
 	if d.Transfer != nil {
@@ -152,8 +152,8 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 		return nil, err
 	}
 	if acc.Duplicate {
-		r.Logger.InfoContext(ctx, "dropped WeChat retry of a callback already recorded",
-			"openid", m.FromUserName, "msg_id", msgIDOf(m))
+		// The callback's line says so (outcome "retry").
+		note.Outcome = handlers.OutcomeRetry
 		return acc.Answer, nil
 	}
 	if r.Matched != nil {
@@ -174,15 +174,5 @@ func (r *Responder) decide(ctx context.Context, m *wechat.Message) (rules.Decisi
 	return sd.DecideWithState(m, func() (string, error) { return sr.State(ctx, m.FromUserName) })
 }
 
-// msgIDOf is what identifies m in the logs: its MsgId, the MsgID of the
-// job-finished events, or for other events, which have neither, the
-// dedupe key.
-func msgIDOf(m *wechat.Message) string {
-	switch {
-	case m.MsgId != "":
-		return m.MsgId
-	case m.MsgID != "":
-		return m.MsgID
-	}
-	return m.DedupeKey()
-}
+// msgIDOf is what identifies m in the logs (handlers.MsgIDOf).
+func msgIDOf(m *wechat.Message) string { return handlers.MsgIDOf(m) }

@@ -69,6 +69,11 @@ type Config struct {
 	// counted in /metrics.
 	LogBuffer *LogBuffer
 
+	// Decided, when set, is told which rules answered each callback
+	// (none: nil) as soon as they are decided, before the callback is
+	// answered: the sandbox shows it.
+	Decided func(openid string, rules []string)
+
 	// Delivery, when set, adjusts the outbox's options after the
 	// defaults are filled in: tests shorten backoffs with it.
 	Delivery func(*delivery.Options)
@@ -181,7 +186,7 @@ func New(cfg Config) (*Server, error) {
 	do.OnResult = sent.observe(do.OnResult)
 	outbox := delivery.New(do)
 	webhooks := newWebhooks(cfg.WebhookSecret, log, cfg.Now)
-	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now, Matched: engine.CountMatch, Webhooks: webhooks}
+	responder := &Responder{Rules: engine, Outbox: outbox, Logger: log, Now: cfg.Now, Matched: engine.CountMatch, Webhooks: webhooks, Decided: cfg.Decided}
 	metrics := handlers.NewMetrics()
 	metrics.Registry.MustRegister(outboxCollector(outbox, st), rulesCollector(engine), tokenCollector(client), sent, webhooks.calls)
 	if lb := cfg.LogBuffer; lb != nil {

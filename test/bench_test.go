@@ -171,3 +171,67 @@ func (o *countingOutbox) Accept(_ context.Context, r delivery.Request) (delivery
 }
 
 func (o *countingOutbox) TemplateFinished(context.Context, string, string) error { return nil }
+
+// BenchmarkServeCallback is the callback as `wxreply serve` runs it, in
+// process, for profiling: server.New over the directory store, JSON logs
+// at INFO through the LogBuffer into a file, metrics on; "location" is a
+// LOCATION event that no rule answers, "text" the "hi" that the greeting
+// rule answers with a reply recorded in the store. 32 goroutines call at
+// once, as wrk's 32 connections do (TestWrkBinary is the figure that
+// counts: this one has no network).
+//
+//	go test ./test -run '^$' -bench BenchmarkServeCallback -cpuprofile cpu.out
+func BenchmarkServeCallback(b *testing.B) {
+	logs, err := os.Create(filepath.Join(b.TempDir(), "wxreply.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logs.Close()
+	lb := server.NewLogBuffer(logs)
+	defer lb.Close()
+	log := slog.New(slog.NewJSONHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := server.New(server.Config{
+		Token: testToken, APIBase: "http://127.0.0.1:1", RulesPath: filepath.Join("..", "rules.yaml"),
+		Store: filepath.Join(b.TempDir(), "data"), Logger: log, LogBuffer: lb,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	h := srv.Handler()
+	for _, kind := range []string{"location", "text"} {
+		b.Run(kind, func(b *testing.B) {
+			ts := strconv.FormatInt(time.Now().Unix(), 10)
+			b.ReportAllocs()
+			b.SetParallelism(16) // 32 goroutines on two cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				body := make([]byte, 0, 512)
+				for pb.Next() {
+					id := benchMsgIDs.Add(1)
+					if kind == "location" {
+						body = appendLocation(body[:0], id)
+					} else {
+						body = appendText(body[:0], "hi", id)
+					}
+					nonce := strconv.FormatInt(id, 10)
+					target := "/wechat?signature=" + wechat.Signature(testToken, ts, nonce) + "&timestamp=" + ts + "&nonce=" + nonce
+					req := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != 200 {
+						b.Fatalf("status %d: %s", rec.Code, rec.Body)
+					}
+				}
+			})
+		})
+	}
+}
+
+// appendLocation is a LOCATION event, which no rule of the sample
+// answers, at CreateTime id so that each is a callback of its own.
+func appendLocation(b []byte, id int64) []byte {
+	b = append(b, "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oBENCH_user]]></FromUserName><CreateTime>"...)
+	b = strconv.AppendInt(b, id, 10)
+	return append(b, "</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[LOCATION]]></Event><Latitude>23.137466</Latitude><Longitude>113.352425</Longitude><Precision>119.385040</Precision></xml>"...)
+}

@@ -244,7 +244,7 @@ func TestRestartSendsWhatWasLeft(t *testing.T) {
 	if n := len(h2.delivered()); n != 3 {
 		t.Errorf("%d delivered after the retries, want still 3", n)
 	}
-	if l := h2.logs.lines("dropped WeChat retry of a callback already recorded", `"msg_id":"960001"`); len(l) != 1 {
+	if l := h2.logs.lines(`"msg":"callback"`, `"msg_id":"960001"`, `"outcome":"retry"`); len(l) != 1 {
 		t.Errorf("the retry was not recognised:\n%s", h2.logs.String())
 	}
 	code, body := h2.do(t, "GET", "/api/v1/messages/"+id, "")

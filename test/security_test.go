@@ -255,7 +255,7 @@ func TestOneQueryOneBody(t *testing.T) {
 	if n, m := len(h1.delivered()), sentTo(h1, "oQUERY_invented"); n != 1 || m != 0 {
 		t.Fatalf("%d delivered (%d to the invented openid), want 1 (none)", n, m)
 	}
-	if l := h1.logs.lines("dropped WeChat retry of a callback already recorded", `"msg_id":"972001"`); len(l) != 1 {
+	if l := h1.logs.lines(`"msg":"callback"`, `"msg_id":"972001"`, `"outcome":"retry"`); len(l) != 1 {
 		t.Errorf("the first body again was not answered as a retry:\n%s", h1.logs.String())
 	}
 	if got := refused(t, h1, "reused"); got != 1 {
@@ -352,7 +352,7 @@ func TestReplayWithinTheWindowAnsweredOnce(t *testing.T) {
 	if n := len(h.delivered()); n != 1 {
 		t.Fatalf("%d replies sent for one message posted twice 3 minutes apart, want 1", n)
 	}
-	if l := h.logs.lines("dropped WeChat retry of a callback already recorded", `"msg_id":"974001"`); len(l) != 1 {
+	if l := h.logs.lines(`"msg":"callback"`, `"msg_id":"974001"`, `"outcome":"retry"`); len(l) != 1 {
 		t.Errorf("the copy 3 minutes later was not answered as a retry:\n%s", h.logs.String())
 	}
 

@@ -204,6 +204,14 @@ const wrkQueriesPerSecond = 100_000
 // reuse a query and be refused.
 func runWrk(t *testing.T, script, base string, conns int, duration string, msgBase int) (wrkResult, error) {
 	t.Helper()
+	return runWrkBody(t, script, base, conns, duration, msgBase, "text")
+}
+
+// runWrkBody is runWrk with the body of kind: "text" (the message "hi",
+// which the sample's greeting rule answers) or "location" (a LOCATION
+// event, which no rule of the sample answers).
+func runWrkBody(t *testing.T, script, base string, conns int, duration string, msgBase int, kind string) (wrkResult, error) {
+	t.Helper()
 	d, err := time.ParseDuration(duration)
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("WXREPLY_WRK_DURATION %q: %w", duration, err)
@@ -211,7 +219,7 @@ func runWrk(t *testing.T, script, base string, conns int, duration string, msgBa
 	n := max(600_000, int(d.Seconds()+1)*wrkQueriesPerSecond)
 	queries := wrkQueries(t, n)
 	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+duration, "--latency", "-s", script,
-		base+"/wechat", "--", strconv.Itoa(msgBase), queries).CombinedOutput()
+		base+"/wechat", "--", strconv.Itoa(msgBase), queries, kind).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
@@ -223,19 +231,23 @@ func runWrk(t *testing.T, script, base string, conns int, duration string, msgBa
 }
 
 // wrkScript posts a text message "hi" (the sample's greeting rule) with a
-// fresh MsgId each time, so no request is dropped as a retry, and a
-// signed query of its own: wrk -s SCRIPT URL -- BASE QUERIES, where a
-// run's MsgIds start at BASE, so that runs against one server are not
-// retries of each other, and QUERIES is the file of wrkQueries, whose
-// line i is request i's query. It is meant for one thread (-t1).
+// fresh MsgId each time, so no request is dropped as a retry, or a
+// LOCATION event (which no rule answers) with a fresh CreateTime, and a
+// signed query of its own: wrk -s SCRIPT URL -- BASE QUERIES [KIND],
+// where a run's MsgIds start at BASE, so that runs against one server are
+// not retries of each other, QUERIES is the file of wrkQueries, whose
+// line i is request i's query, and KIND is text (the default) or
+// location. It is meant for one thread (-t1).
 var wrkScript = fmt.Sprintf(`
 local counter = 0
 local thread_id = 0
 local base = 0
 local queries = {}
 local nqueries = 0
+local kind = "text"
 init = function(args)
   base = tonumber(args[1] or "0")
+  kind = args[3] or "text"
   for line in io.lines(args[2]) do
     nqueries = nqueries + 1
     queries[nqueries] = line
@@ -251,9 +263,16 @@ request = function()
   -- Past the end, queries are used again: those requests are refused
   -- (403), and runWrk says the file was too short.
   local query = queries[(counter - 1) %% nqueries + 1]
-  local body = "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oWRK_user_" .. (counter %% 500) ..
-    "]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>" ..
-    id .. "</MsgId></xml>"
+  local body
+  if kind == "location" then
+    body = "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oWRK_user_" .. (counter %% 500) ..
+      "]]></FromUserName><CreateTime>" .. id .. "</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[LOCATION]]></Event>" ..
+      "<Latitude>23.137466</Latitude><Longitude>113.352425</Longitude><Precision>119.385040</Precision></xml>"
+  else
+    body = "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oWRK_user_" .. (counter %% 500) ..
+      "]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>" ..
+      id .. "</MsgId></xml>"
+  end
   return wrk.format("POST", "/wechat?" .. query, {["Content-Type"] = "text/xml"}, body)
 end
 `)
