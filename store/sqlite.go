@@ -97,6 +97,8 @@ type SQLite struct {
 	stats  counters
 
 	// Owned by the writer goroutine.
+	seen         *seen            // retry marks and signed queries (sqlite_seen.go)
+	touched      map[uint64]int64 // windows written lately: see touch
 	stmts        map[string]*sql.Stmt
 	lastPrune    time.Time
 	windowCursor string    // where sweepWindows goes on
@@ -141,6 +143,7 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 		stopped: make(chan struct{}),
 		done:    make(chan struct{}),
 		stmts:   make(map[string]*sql.Stmt),
+		touched: make(map[uint64]int64),
 	}
 	dsn := "file::memory:"
 	if o.Dir != "" {
@@ -210,6 +213,9 @@ func (s *SQLite) open(dsn string) error {
 	// its lane parked). Every lane, whatever the clock says: the times
 	// were the callers', and a lease's end may lie in this clock's past
 	// or future.
+	if s.seen, err = loadSeen(ctx, conn); err != nil {
+		return s.openErr(err)
+	}
 	for _, q := range []string{
 		"DELETE FROM lanes WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.openid = lanes.openid AND state = 0)",
 		"UPDATE lanes SET due_at = (SELECT next_at FROM items WHERE items.openid = lanes.openid AND state = 0 ORDER BY seq LIMIT 1)",
@@ -408,6 +414,7 @@ var lingerFor = 0 * time.Microsecond
 // probes whether it can be written again.
 func (s *SQLite) housekeep() {
 	now := s.o.Now()
+	s.seen.prune(ms(now))
 	if s.pruneBehind {
 		s.pruneChunk(now) // an idle writer still catches up, a chunk a tick
 	} else {
@@ -433,6 +440,12 @@ func (s *SQLite) prunePeriodically(now time.Time) {
 	}
 	s.lastPrune = now
 	s.pruneChunk(now)
+	// What touch remembers is of use for touchGrain after it was written.
+	for key, last := range s.touched {
+		if last+touchGrain.Milliseconds() < ms(now) {
+			delete(s.touched, key)
+		}
+	}
 }
 
 // pruneChunk runs one pruning transaction, so that callers wait behind
@@ -496,7 +509,7 @@ func (s *SQLite) runTxn(ops []*op) error {
 	for _, o := range ops {
 		err := o.fn(tx)
 		if err != nil && !logical(err) {
-			_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+			tx.rollback()
 			s.failed(err, o.write)
 			for _, o := range ops {
 				o.err = s.dbErr(err)
@@ -505,9 +518,19 @@ func (s *SQLite) runTxn(ops []*op) error {
 		}
 		o.err = err
 	}
+	if len(tx.seen.buf) > 0 {
+		if err := tx.exec("INSERT INTO seen(expires, entries) VALUES(?, ?)", tx.seen.expires, tx.seen.buf); err != nil {
+			tx.rollback()
+			s.failed(err, true)
+			for _, o := range ops {
+				o.err = s.dbErr(err)
+			}
+			return err
+		}
+	}
 	ran := time.Since(start)
 	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		tx.rollback()
 		s.failed(err, true)
 		for _, o := range ops {
 			o.err = s.dbErr(err)
@@ -571,6 +594,21 @@ type txn struct {
 
 	// grew: an op recorded something new (see Healthy).
 	grew bool
+
+	// undo takes back, last first, what the ops changed in memory
+	// (s.seen) when the transaction rolls back; seen is what they added,
+	// written in one row before the COMMIT.
+	undo []func()
+	seen seenLog
+}
+
+// rollback rolls the transaction back, in the database and in memory.
+func (t *txn) rollback() {
+	_, _ = t.s.conn.ExecContext(t.ctx, "ROLLBACK")
+	for i := len(t.undo) - 1; i >= 0; i-- {
+		t.undo[i]()
+	}
+	t.undo, t.seen = nil, seenLog{}
 }
 
 func (t *txn) stmt(q string) (*sql.Stmt, error) {

@@ -19,14 +19,14 @@ import (
 //     item may be claimed: the head's next_at, or the end of the lease
 //     while claimed, so that a lease that runs out makes the lane due
 //     again by itself. token grows with every claim.
-//   - marks: retry-dedupe keys with the passive answer of the first copy.
+//   - seen: retry-dedupe marks (with the passive answer of the first
+//     copy) and signed callback queries with the hash of the body each
+//     served (one query, one body), held in memory (sqlite_seen.go).
 //   - idem: Idempotency-Keys with the request's fingerprint and ids.
 //   - windows: the last window-opening interaction per user, whether
 //     WeChat answered 45015 since, and the latest call it answered so
 //     (closed_at).
 //   - early: template delivery reports that overtook their send.
-//   - queries: signed callback queries with the hash of the body each
-//     served (one query, one body).
 //   - states: a user's conversation state (a rule's set_state) with
 //     when it expires.
 //   - meta: the pause after 45009, the health probe.
@@ -60,17 +60,18 @@ var schema = []string{
 		INSERT INTO lanes(openid, due_at) VALUES(NEW.openid, NEW.next_at) ON CONFLICT(openid) DO NOTHING;
 	END`,
 	`CREATE INDEX IF NOT EXISTS lanes_due ON lanes(due_at)`,
-	`CREATE TABLE IF NOT EXISTS marks(key TEXT PRIMARY KEY, expires INTEGER NOT NULL, answer BLOB) WITHOUT ROWID`,
-	`CREATE INDEX IF NOT EXISTS marks_expires ON marks(expires)`,
 	`CREATE TABLE IF NOT EXISTS idem(key TEXT PRIMARY KEY, fp BLOB NOT NULL, ids TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idem_expires ON idem(expires)`,
 	`CREATE TABLE IF NOT EXISTS windows(openid TEXT PRIMARY KEY, last INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, closed_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
 	`DROP INDEX IF EXISTS windows_last`, // every touch paid for it; windows are pruned by a sweep
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
-	`CREATE TABLE IF NOT EXISTS queries(key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
-	`CREATE INDEX IF NOT EXISTS queries_expires ON queries(expires)`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
+	// One row per transaction that recorded marks or bound queries, packed
+	// (sqlite_seen.go), with the latest of their expiries. Rows only grow
+	// at the end (seq), so a COMMIT writes the last leaf page, whatever
+	// the keys.
+	`CREATE TABLE IF NOT EXISTS seen(seq INTEGER PRIMARY KEY, expires INTEGER NOT NULL, entries BLOB NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS states(openid TEXT PRIMARY KEY, name TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS states_expires ON states(expires)`,
 }
@@ -105,45 +106,32 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 				return nil
 			}
 		}
+		// The signed query and the retry mark are looked up in memory
+		// (sqlite_seen.go); what is new is written with the transaction.
 		if b.Query != "" {
-			// The query goes in unless a live one is there; a live one
-			// with another body refuses the batch before anything is
+			// The query is bound unless a live binding is there; a live
+			// one with another body refuses the batch before anything is
 			// written.
-			n, err := tx.execN(`INSERT INTO queries(key, body, expires) VALUES(?, ?, ?)
-				ON CONFLICT(key) DO UPDATE SET body = excluded.body, expires = excluded.expires WHERE queries.expires <= ?`,
-				b.Query, b.QueryBody, ms(b.Now.Add(b.QueryTTL)), now)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				var body []byte
-				if _, err := tx.row("SELECT body FROM queries WHERE key = ?", []any{b.Query}, &body); err != nil {
-					return err
-				}
-				if !bytes.Equal(body, b.QueryBody) {
+			key, body := seenKey(b.Query), bodyKey(b.QueryBody)
+			if q, ok := s.seen.query(key, now); ok {
+				if q.body != body {
 					return ErrQueryReused
 				}
+			} else {
+				q := boundQuery{expires: ms(b.Now.Add(b.QueryTTL)), body: body}
+				tx.undo = append(tx.undo, s.seen.putQuery(key, q))
+				tx.seen.query(key, q)
 			}
 		}
 		if b.Dedupe != "" {
-			// One statement in the common case: the mark goes in unless a
-			// live one is there (an expired one not yet pruned is
-			// replaced). Nothing was written before it, so a duplicate
-			// leaves no change behind.
-			n, err := tx.execN(`INSERT INTO marks(key, expires, answer) VALUES(?, ?, ?)
-				ON CONFLICT(key) DO UPDATE SET expires = excluded.expires, answer = excluded.answer WHERE marks.expires <= ?`,
-				b.Dedupe, ms(b.Now.Add(b.DedupeTTL)), b.Answer, now)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				var answer []byte
-				if _, err := tx.row("SELECT answer FROM marks WHERE key = ?", []any{b.Dedupe}, &answer); err != nil {
-					return err
-				}
+			key := seenKey(b.Dedupe)
+			if answer, ok := s.seen.mark(key, now); ok {
 				res = Accepted{Answer: answer, Duplicate: true}
 				return nil
 			}
+			expires := ms(b.Now.Add(b.DedupeTTL))
+			tx.undo = append(tx.undo, s.seen.putMark(key, expires, b.Answer))
+			tx.seen.mark(key, expires, b.Answer)
 		}
 		if b.Touch != "" {
 			if err := touch(tx, b.Touch, now); err != nil {
@@ -212,11 +200,35 @@ func splitIDs(s string) []string {
 // would otherwise rewrite the row, and a window known to the minute is
 // as good as one known to the millisecond (WeChat's 45015 corrects the
 // rest).
+//
+// The writer remembers, for the users touched since the last pruning
+// round, the Last it wrote while their window was open (SQLite.touched):
+// a touch within touchGrain of it skips the statement. A 45015 for the
+// user forgets it (CloseWindow), and so does a rollback.
 func touch(tx *txn, openid string, now int64) error {
-	return tx.exec(`INSERT INTO windows(openid, last) VALUES(?, ?)
+	key := seenKey(openid)
+	if last, ok := tx.s.touched[key]; ok && now >= last && now <= last+touchGrain.Milliseconds() {
+		return nil
+	}
+	var closed bool
+	changed, err := tx.row(`INSERT INTO windows(openid, last) VALUES(?, ?)
 		ON CONFLICT(openid) DO UPDATE SET last = excluded.last, closed = windows.closed AND excluded.last <= windows.closed_at
-		WHERE excluded.last > windows.last + ? OR (windows.closed AND excluded.last > windows.closed_at)`,
-		openid, now, touchGrain.Milliseconds())
+		WHERE excluded.last > windows.last + ? OR (windows.closed AND excluded.last > windows.closed_at)
+		RETURNING closed`,
+		[]any{openid, now, touchGrain.Milliseconds()}, &closed)
+	if err != nil || !changed || closed {
+		return err
+	}
+	prev, had := tx.s.touched[key]
+	tx.s.touched[key] = now
+	tx.undo = append(tx.undo, func() {
+		if had {
+			tx.s.touched[key] = prev
+		} else {
+			delete(tx.s.touched, key)
+		}
+	})
+	return nil
 }
 
 // touchGrain is how much later an interaction must be than the one
@@ -505,6 +517,7 @@ func (s *SQLite) Window(ctx context.Context, openid string) (Window, error) {
 // the window (and it dates the row for pruning).
 func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, _ time.Time) error {
 	return s.do(ctx, "CloseWindow", true, func(tx *txn) error {
+		delete(s.touched, seenKey(openid)) // the next touch may reopen it: see touch
 		return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
 			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = max(windows.closed_at, excluded.closed_at)
 			WHERE windows.last <= excluded.closed_at`,
@@ -565,11 +578,12 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		arg int64
 	}{
 		{"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE state <> 0 AND updated < ? LIMIT ?)", ms(now.Add(-s.o.Retention))},
-		{"DELETE FROM marks WHERE key IN (SELECT key FROM marks WHERE expires <= ? LIMIT ?)", n},
+		// seen has no index by time: the oldest rows are the first to
+		// expire (sqlite_seen.go).
+		{"DELETE FROM seen WHERE seq IN (SELECT seq FROM seen ORDER BY seq LIMIT ?2) AND expires <= ?1", n},
 		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
 		{"DELETE FROM media WHERE key IN (SELECT key FROM media WHERE expires <= ? LIMIT ?)", n},
-		{"DELETE FROM queries WHERE key IN (SELECT key FROM queries WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM states WHERE openid IN (SELECT openid FROM states WHERE expires <= ? LIMIT ?)", n},
 	}
 	for _, st := range steps {

@@ -71,6 +71,19 @@ func testWindow(f *fx) {
 	}
 	f.touch("u2", at(time.Second))
 	f.wantWindow("unseen user after a touch", "u2", store.Window{Known: true, Last: at(time.Second)})
+
+	// Within a minute of the last one recorded, a touch may write nothing
+	// (the Last known to the minute is enough), but one after a 45015
+	// still reopens the window, and the window is still open after.
+	f.touch("u3", base)
+	f.touch("u3", at(10*time.Second))
+	f.closeWindow("u3", at(20*time.Second), at(21*time.Second))
+	f.touch("u3", at(30*time.Second))
+	f.wantWindow("a touch within a minute, after a 45015", "u3", store.Window{Known: true, Last: at(30 * time.Second)})
+	f.touch("u3", at(40*time.Second))
+	if w := f.window("u3"); !w.Known || w.Closed {
+		f.t.Errorf("a touch within a minute of the reopening one: %+v, want open", w)
+	}
 }
 
 func testClaimCarriesWindow(f *fx) {

@@ -1,0 +1,166 @@
+package store_test
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/wxreply/wxreply/store"
+)
+
+// TestSeenAcrossReopen: the retry marks (with their answers) and the
+// signed-query bindings, held in memory, are still there after the store
+// is closed and opened again, and still expire.
+func TestSeenAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openSQLite(t, store.SQLiteOptions{Dir: dir})
+	ctx := t.Context()
+	bind := func(s *store.SQLite, now time.Time, mark, query, body string) (store.Accepted, error) {
+		return s.Accept(ctx, &store.Batch{Now: now, Dedupe: mark, DedupeTTL: time.Minute, Answer: []byte("answer of " + mark),
+			Query: query, QueryBody: []byte(body), QueryTTL: 30 * time.Second,
+			Items: []store.NewItem{item(fmt.Sprint("id-", mark, "-", now.UnixMilli()), "u1", nil)}})
+	}
+	if _, err := bind(s, base, "m1", "q1", "body one"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bind(s, base, "m2", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openSQLite(t, store.SQLiteOptions{Dir: dir})
+	a, err := bind(s, base.Add(time.Second), "m1", "q1", "body one")
+	if err != nil || !a.Duplicate || string(a.Answer) != "answer of m1" {
+		t.Fatalf("the retry after a reopen = %+v, %v; want a duplicate with the first answer", a, err)
+	}
+	if _, err := bind(s, base.Add(time.Second), "m3", "q1", "another body"); !errors.Is(err, store.ErrQueryReused) {
+		t.Fatalf("another body under the bound query after a reopen: %v, want ErrQueryReused", err)
+	}
+	if a, err := bind(s, base.Add(time.Second), "m2", "", ""); err != nil || !a.Duplicate {
+		t.Fatalf("m2 after a reopen = %+v, %v; want a duplicate", a, err)
+	}
+	// Past their TTLs both are gone, before and after a reopen.
+	later := base.Add(2 * time.Minute)
+	if a, err := bind(s, later, "m1", "q1", "a third body"); err != nil || a.Duplicate {
+		t.Fatalf("m1 past its TTL = %+v, %v; want accepted", a, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openSQLite(t, store.SQLiteOptions{Dir: dir, Now: func() time.Time { return later }})
+	if a, err := bind(s, later.Add(time.Second), "m1", "q1", "a third body"); err != nil || !a.Duplicate {
+		t.Fatalf("the mark taken again at %v, after a reopen = %+v, %v; want a duplicate", later, a, err)
+	}
+	if err := s.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.SeenLen(ctx); err != nil || n != 2 {
+		t.Errorf("held in memory after a reopen at %v and a round of housekeeping: %d, %v; want the one live mark and binding", later, n, err)
+	}
+}
+
+// TestSeenRolledBack: a batch whose transaction rolls back leaves no mark
+// or binding behind in memory, so WeChat's retry of it is recorded.
+func TestSeenRolledBack(t *testing.T) {
+	s := openSQLite(t, store.SQLiteOptions{})
+	accept(t, s, base, item("taken", "u1", nil))
+	ctx := t.Context()
+	batch := func(id string) *store.Batch {
+		return &store.Batch{Now: base, Dedupe: "m1", DedupeTTL: time.Minute, Query: "q1", QueryBody: []byte("body"), QueryTTL: time.Minute,
+			Items: []store.NewItem{item(id, "u1", nil)}}
+	}
+	if _, err := s.Accept(ctx, batch("taken")); err == nil {
+		t.Fatal("an item ID used twice was accepted")
+	}
+	a, err := s.Accept(ctx, batch("fresh"))
+	if err != nil || a.Duplicate {
+		t.Fatalf("the retry of a batch that was rolled back = %+v, %v; want it recorded", a, err)
+	}
+	if n := pending(t, s); n != 2 {
+		t.Errorf("Pending = %d, want 2", n)
+	}
+}
+
+// TestSeenPruned: marks and bindings leave memory and the seen table once
+// they expire, so that neither grows with the callbacks of the past.
+func TestSeenPruned(t *testing.T) {
+	clk := newClock(base)
+	s := openSQLite(t, store.SQLiteOptions{Now: clk.Now})
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 500 {
+		wg.Go(func() {
+			if _, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: fmt.Sprint("m", i), DedupeTTL: time.Minute,
+				Query: fmt.Sprint("q", i), QueryBody: []byte("b"), QueryTTL: 30 * time.Second}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n, err := s.SeenLen(ctx); err != nil || n != 1000 {
+		t.Fatalf("held = %d, %v; want 1000", n, err)
+	}
+	clk.set(base.Add(45 * time.Second))
+	if err := s.Housekeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.SeenLen(ctx); n != 500 {
+		t.Fatalf("held past the bindings' TTL = %d; want the 500 marks", n)
+	}
+	clk.set(base.Add(2 * time.Minute))
+	clk.housekept(t)
+	if n, _ := s.SeenLen(ctx); n != 0 {
+		t.Errorf("held past every TTL = %d; want 0", n)
+	}
+	if n, err := s.CountRows(ctx, "seen"); err != nil || n != 0 {
+		t.Errorf("seen rows past every TTL = %d, %v; want 0", n, err)
+	}
+}
+
+// TestSeenMigrated: a store written by the version that kept marks and
+// queries in tables of their own opens with them in force, and without
+// those tables.
+func TestSeenMigrated(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "wxreply.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE marks(key TEXT PRIMARY KEY, expires INTEGER NOT NULL, answer BLOB) WITHOUT ROWID`,
+		`CREATE INDEX marks_expires ON marks(expires)`,
+		`CREATE TABLE queries(key TEXT PRIMARY KEY, body BLOB NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
+		fmt.Sprintf(`INSERT INTO marks VALUES('live', %d, 'its answer'), ('old', %d, NULL)`, base.Add(time.Hour).UnixMilli(), base.Add(-time.Hour).UnixMilli()),
+		fmt.Sprintf(`INSERT INTO queries VALUES('sig:1:n', x'%x', %d)`, []byte("body hash of the first"), base.Add(time.Hour).UnixMilli()),
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	s := openSQLite(t, store.SQLiteOptions{Dir: dir, Now: func() time.Time { return base }})
+	ctx := t.Context()
+	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, Items: []store.NewItem{item("a", "u1", nil)}})
+	if err != nil || !a.Duplicate || string(a.Answer) != "its answer" {
+		t.Fatalf("a mark of the old table = %+v, %v; want a duplicate with its answer", a, err)
+	}
+	if a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "old", DedupeTTL: time.Minute, Items: []store.NewItem{item("b", "u1", nil)}}); err != nil || a.Duplicate {
+		t.Fatalf("an expired mark of the old table = %+v, %v; want accepted", a, err)
+	}
+	if _, err := s.Accept(ctx, &store.Batch{Now: base, Query: "sig:1:n", QueryBody: []byte("another body"), QueryTTL: time.Minute,
+		Items: []store.NewItem{item("c", "u1", nil)}}); !errors.Is(err, store.ErrQueryReused) {
+		t.Fatalf("another body under a query of the old table: %v, want ErrQueryReused", err)
+	}
+	for _, table := range []string{"marks", "queries"} {
+		if _, err := s.CountRows(ctx, table); err == nil {
+			t.Errorf("the old %s table is still there", table)
+		}
+	}
+}
