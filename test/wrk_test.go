@@ -2,11 +2,7 @@ package test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,101 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxreply/wxreply/handlers"
-	"github.com/wxreply/wxreply/rules"
-	"github.com/wxreply/wxreply/server"
-	"github.com/wxreply/wxreply/store"
 	"github.com/wxreply/wxreply/wechat"
 )
-
-// TestWrkLoad measures the callback over loopback with wrk: 32 concurrent
-// connections against the minimal handler, against wxreply (the real
-// handlers and Responder over the sample rules) and against the whole
-// server (server.New, recording each reply in the in-memory store), in
-// the same run. Replies are counted or recorded, not sent: delivery has its own benchmark, and on a two-core
-// machine the fake API would take the CPU the callback is measured on. It
-// only runs when asked, since it takes a minute and needs wrk:
-//
-//	WXREPLY_WRK=1 go test ./test -run TestWrkLoad -v
-func TestWrkLoad(t *testing.T) {
-	if os.Getenv("WXREPLY_WRK") == "" {
-		t.Skip("set WXREPLY_WRK=1 to run the wrk load test")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Skip("wrk is not installed (apt-get install wrk)")
-	}
-	script := filepath.Join(t.TempDir(), "callback.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	minimal := httptest.NewServer(minimalHandler())
-	defer minimal.Close()
-	sample, err := rules.Load(filepath.Join("..", "rules.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	outbox := &countingOutbox{}
-	wx := httptest.NewServer(handlers.New(handlers.Config{
-		Token:     testToken,
-		Responder: &server.Responder{Rules: sample, Outbox: outbox, Logger: quiet, Now: time.Now},
-		Logger:    quiet,
-	}))
-	defer wx.Close()
-	// The whole server as serve wires it, recording each reply in the
-	// in-memory store before it answers; its outbox is not started, so
-	// nothing is sent.
-	full, err := server.New(server.Config{
-		Token: testToken, APIBase: "http://127.0.0.1:1", RulesPath: filepath.Join("..", "rules.yaml"),
-		Store: store.Memory, Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer full.Close()
-	wxStore := httptest.NewServer(full.Handler())
-	defer wxStore.Close()
-
-	duration := envOr("WXREPLY_WRK_DURATION", "15s")
-	results := map[string]wrkResult{}
-	for i, c := range []struct{ name, url string }{
-		{"minimal", minimal.URL},
-		{"wxreply", wx.URL},
-		{"minimal (again)", minimal.URL},
-		{"wxreply (again)", wx.URL},
-		{"wxreply + store", wxStore.URL},
-	} {
-		r, err := runWrk(t, script, c.url, 32, duration, (i+1)*1_000_000_000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		results[c.name] = r
-		t.Logf("%-16s %8.0f req/s  p50 %-8s p99 %-8s non-2xx %d", c.name, r.rps, r.p50, r.p99, r.non2xx)
-		if r.non2xx != 0 {
-			t.Errorf("%s: %d non-2xx answers", c.name, r.non2xx)
-		}
-	}
-	ratio := (results["wxreply"].rps + results["wxreply (again)"].rps) /
-		(results["minimal"].rps + results["minimal (again)"].rps)
-	t.Logf("wxreply / minimal throughput: %.2f", ratio)
-	t.Logf("wxreply + store / minimal throughput: %.2f",
-		2*results["wxreply + store"].rps/(results["minimal"].rps+results["minimal (again)"].rps))
-	for _, name := range []string{"wxreply", "wxreply (again)", "wxreply + store"} {
-		if p99 := results[name].p99; p99 > 20*time.Millisecond {
-			t.Errorf("%s p99 %s, want under 20ms", name, p99)
-		}
-	}
-	pending, err := full.Store().Pending(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("replies counted: %d; recorded in the store: %d", outbox.n.Load(), pending)
-	// wrk counts the requests it saw answered; up to one per connection
-	// may have been handled as it stopped.
-	if r := results["wxreply + store"]; pending < r.requests-r.non2xx || pending > r.requests+32 {
-		t.Errorf("%d replies in the store for %d callbacks answered 200", pending, r.requests-r.non2xx)
-	}
-}
 
 type wrkResult struct {
 	rps      float64
