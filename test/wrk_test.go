@@ -38,7 +38,7 @@ func parseWrk(t *testing.T, out string) wrkResult {
 		}
 		v, _ := strconv.ParseFloat(m[1], 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
-		return time.Duration(v * float64(unit))
+		return time.Duration(v * float64(unit)).Round(time.Microsecond)
 	}
 	r.p50, r.p99 = lat("50"), lat("99")
 	if m := regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`).FindStringSubmatch(out); m != nil {
