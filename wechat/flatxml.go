@@ -258,7 +258,7 @@ func (s *flatScanner) content(buf []byte) (val, _ []byte, ok bool) {
 			}
 			seg = body[:end]
 			var ok bool
-			if plain, ok = scanCDATA(seg); !ok {
+			if plain, ok = scanChars(seg, false); !ok {
 				return nil, buf, false
 			}
 			s.pos += len("<![CDATA[") + end + len("]]>")
@@ -269,7 +269,7 @@ func (s *flatScanner) content(buf []byte) (val, _ []byte, ok bool) {
 			}
 			seg = rest[:end]
 			var ok bool
-			if plain, ok = scanText(seg); !ok {
+			if plain, ok = scanChars(seg, true); !ok {
 				return nil, buf, false
 			}
 			s.pos += end
@@ -301,47 +301,23 @@ func (s *flatScanner) content(buf []byte) (val, _ []byte, ok bool) {
 	return direct, buf, true
 }
 
-// scanCDATA checks the characters of a CDATA section; plain means that
-// it holds no '\r' and so is its own value.
-func scanCDATA(seg []byte) (plain, ok bool) {
+// scanChars checks the characters of a CDATA section, or with text of a
+// run of text up to a '<'; plain means that it holds no '\r' (nor, in
+// text, '&') and so is its own value. In text, "]]>" falls back, as does
+// a '&' that does not start an entity appendText knows.
+func scanChars(seg []byte, text bool) (plain, ok bool) {
 	plain = true
 	for i := 0; i < len(seg); {
 		c := seg[i]
 		if c >= 0x20 && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		switch c {
-		case '\t', '\n':
-			i++
-		case '\r':
-			plain = false
-			i++
-		default:
-			n, ok := validRune(seg[i:])
-			if !ok {
-				return false, false
-			}
-			i += n
-		}
-	}
-	return plain, true
-}
-
-// scanText checks a run of text up to a '<'; plain means that it holds no
-// '&' and no '\r' and so is its own value. "]]>" and a '&' that does not
-// start an entity appendText knows fall back.
-func scanText(seg []byte) (plain, ok bool) {
-	plain = true
-	for i := 0; i < len(seg); {
-		c := seg[i]
-		if c >= 0x20 && c < utf8.RuneSelf {
-			switch c {
-			case '&':
-				plain = false
-			case '>':
-				if i >= 2 && seg[i-1] == ']' && seg[i-2] == ']' {
-					return false, false
+			if text {
+				switch c {
+				case '&':
+					plain = false
+				case '>':
+					if i >= 2 && seg[i-1] == ']' && seg[i-2] == ']' {
+						return false, false
+					}
 				}
 			}
 			i++
@@ -392,7 +368,7 @@ func appendCRLF(dst, seg []byte) []byte {
 	return dst
 }
 
-// appendText appends a run of text, already checked by scanText, with its
+// appendText appends a run of text, already checked by scanChars, with its
 // entities decoded and its line ends normalised. An entity outside the
 // fast grammar reports !ok.
 func appendText(dst, seg []byte) ([]byte, bool) {
