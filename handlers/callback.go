@@ -222,13 +222,11 @@ func (cb *callback) answer(c echo.Context, m *wechat.Message, reply []byte, encr
 	return c.Blob(http.StatusOK, contentTypeXML, reply)
 }
 
-// msgAttrs are the log attributes that identify m. They are built only
-// when a line is written: the callback path logs nothing else per request.
+// msgAttrs are the log attributes that identify m, for the lines a
+// callback writes besides its own (see appendCallbackAttrs). They are
+// built only when a line is written.
 func msgAttrs(m *wechat.Message) []any {
-	attrs := []any{"openid", m.FromUserName, "msg_type", m.MsgType}
-	if m.MsgId != "" {
-		attrs = append(attrs, "msg_id", m.MsgId)
-	}
+	attrs := []any{"openid", m.FromUserName, "msg_type", m.MsgType, "msg_id", MsgIDOf(m)}
 	if m.Event != "" {
 		attrs = append(attrs, "event", m.Event)
 	}

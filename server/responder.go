@@ -82,7 +82,7 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 	d, err := r.decide(ctx, m)
 	if err != nil {
 		r.Logger.ErrorContext(ctx, "conversation state not read: answering 503 so that WeChat retries",
-			"openid", m.FromUserName, "msg_id", msgIDOf(m), "error", err)
+			"openid", m.FromUserName, "msg_id", handlers.MsgIDOf(m), "error", err)
 		return nil, err
 	}
 	if len(d.Webhooks) > 0 {
@@ -118,7 +118,7 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 	if d.Passive != nil {
 		xml, err := wechat.EncodeReply(m.FromUserName, m.ToUserName, r.Now().Unix(), d.Passive)
 		if err != nil {
-			r.Logger.ErrorContext(ctx, "passive reply not sent", "openid", m.FromUserName, "msg_id", msgIDOf(m),
+			r.Logger.ErrorContext(ctx, "passive reply not sent", "openid", m.FromUserName, "msg_id", handlers.MsgIDOf(m),
 				"rule", strings.Join(d.Rules, ","), "error", err)
 		} else {
 			answer = xml
@@ -148,7 +148,7 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 	}
 	if err != nil {
 		r.Logger.ErrorContext(ctx, "callback not recorded: answering 503 so that WeChat retries",
-			"openid", m.FromUserName, "msg_id", msgIDOf(m), "rule", strings.Join(d.Rules, ","), "error", err)
+			"openid", m.FromUserName, "msg_id", handlers.MsgIDOf(m), "rule", strings.Join(d.Rules, ","), "error", err)
 		return nil, err
 	}
 	if acc.Duplicate {
@@ -173,6 +173,3 @@ func (r *Responder) decide(ctx context.Context, m *wechat.Message) (rules.Decisi
 	}
 	return sd.DecideWithState(m, func() (string, error) { return sr.State(ctx, m.FromUserName) })
 }
-
-// msgIDOf is what identifies m in the logs (handlers.MsgIDOf).
-func msgIDOf(m *wechat.Message) string { return handlers.MsgIDOf(m) }
