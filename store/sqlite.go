@@ -99,6 +99,7 @@ type SQLite struct {
 	// Owned by the writer goroutine.
 	seen         *seen            // retry marks and signed queries (sqlite_seen.go)
 	touched      map[uint64]int64 // windows written lately: see touch
+	lastForget   time.Time        // when touched was last cleared of the old
 	stmts        map[string]*sql.Stmt
 	lastPrune    time.Time
 	windowCursor string    // where sweepWindows goes on
@@ -415,6 +416,17 @@ var lingerFor = 0 * time.Microsecond
 func (s *SQLite) housekeep() {
 	now := s.o.Now()
 	s.seen.prune(ms(now))
+	if now.Sub(s.lastForget) >= pruneEvery {
+		// What touch remembers is of use for touchGrain after it was
+		// written; forgotten here, not with the pruning, which a long
+		// catch-up defers.
+		s.lastForget = now
+		for key, last := range s.touched {
+			if last+touchGrain.Milliseconds() < ms(now) {
+				delete(s.touched, key)
+			}
+		}
+	}
 	if s.pruneBehind {
 		s.pruneChunk(now) // an idle writer still catches up, a chunk a tick
 	} else {
@@ -440,12 +452,6 @@ func (s *SQLite) prunePeriodically(now time.Time) {
 	}
 	s.lastPrune = now
 	s.pruneChunk(now)
-	// What touch remembers is of use for touchGrain after it was written.
-	for key, last := range s.touched {
-		if last+touchGrain.Milliseconds() < ms(now) {
-			delete(s.touched, key)
-		}
-	}
 }
 
 // pruneChunk runs one pruning transaction, so that callers wait behind

@@ -98,7 +98,7 @@ func (s *seen) mark(key uint64, now int64) (answer []byte, ok bool) {
 	if !ok || exp <= now {
 		return nil, false
 	}
-	return s.answers[key], true
+	return bytes.Clone(s.answers[key]), true // a retry's to keep
 }
 
 // query returns the live binding under key at now, if any.
@@ -116,7 +116,7 @@ func (s *seen) putMark(key uint64, expires int64, answer []byte) (undo func()) {
 	prevAnswer, hadAnswer := s.answers[key]
 	s.marks[key] = expires
 	if answer != nil {
-		s.answers[key] = answer
+		s.answers[key] = bytes.Clone(answer) // the caller's buffer is the caller's
 	} else {
 		delete(s.answers, key)
 	}
@@ -222,7 +222,7 @@ func (s *seen) replay(row []byte) error {
 			}
 			var answer []byte
 			if n > 0 {
-				answer = bytes.Clone(row[w : w+int(n)])
+				answer = row[w : w+int(n)] // putMark copies it
 			}
 			s.putMark(key, expires, answer)
 			row = row[w+int(n):]

@@ -164,3 +164,18 @@ func TestSeenMigrated(t *testing.T) {
 		}
 	}
 }
+
+// TestSeenAnswerIsACopy: the first copy's answer is kept as it was
+// accepted, whatever its caller does with the buffer afterwards.
+func TestSeenAnswerIsACopy(t *testing.T) {
+	s := openSQLite(t, store.SQLiteOptions{})
+	buf := []byte("first answer")
+	if _, err := s.Accept(t.Context(), &store.Batch{Now: base, Dedupe: "m", DedupeTTL: time.Minute, Answer: buf}); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "XXXXX") // the caller reuses its buffer
+	a, err := s.Accept(t.Context(), &store.Batch{Now: base, Dedupe: "m", DedupeTTL: time.Minute})
+	if err != nil || string(a.Answer) != "first answer" {
+		t.Errorf("retry answer = %q, %v; want %q", a.Answer, err, "first answer")
+	}
+}
