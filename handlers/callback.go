@@ -158,7 +158,7 @@ func (cb *callback) receive(c echo.Context) error {
 			// msg_signature covers an encrypted body: another body
 			// under the same query fails it. A plaintext body is covered
 			// by nothing but this binding, kept in the store.
-			st.query, st.bound = cb.signedQuery(c, body), true
+			st.query = cb.signedQuery(c, body)
 		}
 		reply, err = cb.handle(st, m, key, a)
 	} else {

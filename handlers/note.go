@@ -46,8 +46,7 @@ const (
 type callbackState struct {
 	note  Note
 	msg   *wechat.Message // once parsed and, for encrypted bodies, decrypted
-	query SignedQuery
-	bound bool // query is set: a plaintext body, bound to its signed query
+	query SignedQuery     // set (Key not "") for a plaintext body, bound to its signed query
 	context.Context
 }
 
@@ -78,7 +77,7 @@ func NoteFrom(ctx context.Context) *Note {
 // to, when its body is bound to it (plaintext bodies only: msg_signature
 // covers an encrypted one).
 func SignedQueryFrom(ctx context.Context) (SignedQuery, bool) {
-	if s, ok := ctx.Value(callbackKey{}).(*callbackState); ok && s.bound {
+	if s, ok := ctx.Value(callbackKey{}).(*callbackState); ok && s.query.Key != "" {
 		return s.query, true
 	}
 	return SignedQuery{}, false

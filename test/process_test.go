@@ -318,5 +318,5 @@ func waitHealthy(t *testing.T, base string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("wxreply did not become healthy")
+	t.Fatalf("the server at %s did not become healthy", base)
 }

@@ -46,20 +46,11 @@ import (
 // WXREPLY_WRK_DURATION (default 10s) is each run's length and
 // WXREPLY_WRK_ROUNDS (default 3) the number of rounds.
 func TestWrkBinary(t *testing.T) {
-	if os.Getenv("WXREPLY_WRK") == "" {
-		t.Skip("set WXREPLY_WRK=1 to run the wrk load test on the binary")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Skip("wrk is not installed (apt-get install wrk)")
-	}
+	script := requireWrk(t, "the binary")
 	duration := envOr("WXREPLY_WRK_DURATION", "10s")
 	rounds, err := strconv.Atoi(envOr("WXREPLY_WRK_ROUNDS", "3"))
 	if err != nil || rounds < 1 {
 		t.Fatalf("WXREPLY_WRK_ROUNDS %q: want a positive number", os.Getenv("WXREPLY_WRK_ROUNDS"))
-	}
-	script := filepath.Join(t.TempDir(), "callback.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	wx := newFakeWeChat(t, apiLatency)
 	minimal := startMinimal(t)
@@ -179,15 +170,7 @@ func startSilenceper(t *testing.T) string {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logs.Close() })
 	base := "http://" + addr
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the peer did not start")
-		}
-	}
+	waitHealthy(t, base)
 	body := `<xml><ToUserName>gh_x</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>LOCATION</Event></xml>`
 	for sig, want := range map[string]string{wechat.Signature(testToken, "1", "n"): "success", "bad": ""} {
 		resp, err := http.Post(base+"/wechat?timestamp=1&nonce=n&signature="+sig, "text/xml", strings.NewReader(body))

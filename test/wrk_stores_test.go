@@ -3,8 +3,6 @@ package test
 import (
 	"context"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -26,17 +24,8 @@ import (
 //
 //	WXREPLY_WRK=1 go test ./test -run TestWrkStores -v
 func TestWrkStores(t *testing.T) {
-	if os.Getenv("WXREPLY_WRK") == "" {
-		t.Skip("set WXREPLY_WRK=1 to run the wrk load test on the stores")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Skip("wrk is not installed (apt-get install wrk)")
-	}
+	script := requireWrk(t, "the stores")
 	duration := envOr("WXREPLY_WRK_DURATION", "10s")
-	script := filepath.Join(t.TempDir(), "callback.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	rules, _ := filepath.Abs(filepath.Join("..", "rules.yaml"))
 	// A Redis of its own, as an operator would run it: append-only file
 	// on, fsync every second.

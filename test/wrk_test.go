@@ -16,6 +16,24 @@ import (
 	"github.com/wxreply/wxreply/wechat"
 )
 
+// requireWrk skips t unless WXREPLY_WRK is set and wrk is installed,
+// and returns wrkScript written to a file for wrk -s. what names the
+// load test in the skip message.
+func requireWrk(t *testing.T, what string) string {
+	t.Helper()
+	if os.Getenv("WXREPLY_WRK") == "" {
+		t.Skip("set WXREPLY_WRK=1 to run the wrk load test on " + what)
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed (apt-get install wrk)")
+	}
+	script := filepath.Join(t.TempDir(), "callback.lua")
+	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
 type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
