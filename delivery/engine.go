@@ -198,6 +198,8 @@ type Request struct {
 	// Answer the passive reply given to its first copy.
 	Dedupe string
 	Answer []byte
+	// DedupeAt is the message's CreateTime (store.Batch.DedupeAt).
+	DedupeAt time.Time
 
 	// IdemKey and IdemFingerprint are a push's Idempotency-Key and the
 	// fingerprint of its request.
@@ -213,6 +215,7 @@ type Request struct {
 	Query      string
 	QueryBody  []byte
 	QueryUntil time.Time
+	QueryAt    time.Time // the query's signed timestamp (store.Batch.QueryAt)
 
 	// ClearState ends the conversation state of the openid it names;
 	// SetState then gives a user one (store.Batch). Both are recorded
@@ -239,10 +242,10 @@ type Accepted struct {
 func (e *Engine) Accept(ctx context.Context, r Request) (Accepted, error) {
 	b := &store.Batch{
 		Now:    e.now(),
-		Dedupe: r.Dedupe, DedupeTTL: e.o.DedupeTTL, Answer: r.Answer,
+		Dedupe: r.Dedupe, DedupeTTL: e.o.DedupeTTL, Answer: r.Answer, DedupeAt: r.DedupeAt,
 		IdemKey: r.IdemKey, IdemFingerprint: r.IdemFingerprint, IdemTTL: e.o.IdemTTL,
 		Touch: r.Touch,
-		Query: r.Query, QueryBody: r.QueryBody,
+		Query: r.Query, QueryBody: r.QueryBody, QueryAt: r.QueryAt,
 		ClearState: r.ClearState, SetState: r.SetState,
 		Items: make([]store.NewItem, len(r.Items)),
 	}

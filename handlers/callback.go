@@ -43,6 +43,7 @@ type SignedQuery struct {
 	Key      string    // signature, timestamp and nonce
 	BodyHash []byte    // SHA-256 of the body
 	Until    time.Time // while the timestamp is fresh
+	At       time.Time // the signed timestamp; zero when it is not a number
 }
 
 // UnboundQueryTTL is how long a query is bound to its body when
@@ -110,10 +111,14 @@ func (cb *callback) signedQuery(c echo.Context, body []byte) SignedQuery {
 	q := c.QueryParams()
 	h := sha256.Sum256(body)
 	until := cb.now().Add(UnboundQueryTTL)
-	if ts, err := strconv.ParseInt(q.Get("timestamp"), 10, 64); err == nil && cb.maxSkew > 0 {
-		until = time.Unix(ts, 0).Add(cb.maxSkew)
+	var at time.Time
+	if ts, err := strconv.ParseInt(q.Get("timestamp"), 10, 64); err == nil {
+		at = time.Unix(ts, 0)
+		if cb.maxSkew > 0 {
+			until = at.Add(cb.maxSkew)
+		}
 	}
-	return SignedQuery{Key: q.Get("signature") + ":" + q.Get("timestamp") + ":" + q.Get("nonce"), BodyHash: h[:], Until: until}
+	return SignedQuery{Key: q.Get("signature") + ":" + q.Get("timestamp") + ":" + q.Get("nonce"), BodyHash: h[:], Until: until, At: at}
 }
 
 // receive is the callback proper. It answers at once: the Responder only

@@ -97,9 +97,9 @@ type SQLite struct {
 	stats  counters
 
 	// Owned by the writer goroutine.
-	seen         *seen            // retry marks and signed queries (sqlite_seen.go)
-	touched      map[uint64]int64 // windows written lately: see touch
-	lastForget   time.Time        // when touched was last cleared of the old
+	legacyUntil  int64           // marks of earlier versions may be live until then (sqlite_marks.go)
+	touched      map[int64]int64 // windows written lately: see touch
+	lastForget   time.Time       // when touched was last cleared of the old
 	stmts        map[string]*sql.Stmt
 	lastPrune    time.Time
 	windowCursor string    // where sweepWindows goes on
@@ -144,7 +144,7 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 		stopped: make(chan struct{}),
 		done:    make(chan struct{}),
 		stmts:   make(map[string]*sql.Stmt),
-		touched: make(map[uint64]int64),
+		touched: make(map[int64]int64),
 	}
 	dsn := "file::memory:"
 	if o.Dir != "" {
@@ -214,7 +214,7 @@ func (s *SQLite) open(dsn string) error {
 	// its lane parked). Every lane, whatever the clock says: the times
 	// were the callers', and a lease's end may lie in this clock's past
 	// or future.
-	if s.seen, err = loadSeen(ctx, conn); err != nil {
+	if s.legacyUntil, err = migrateMarks(ctx, conn); err != nil {
 		return s.openErr(err)
 	}
 	for _, q := range []string{
@@ -415,7 +415,6 @@ var lingerFor = 0 * time.Microsecond
 // probes whether it can be written again.
 func (s *SQLite) housekeep() {
 	now := s.o.Now()
-	s.seen.prune(ms(now))
 	if now.Sub(s.lastForget) >= pruneEvery {
 		// What touch remembers is of use for touchGrain after it was
 		// written; forgotten here, not with the pruning, which a long
@@ -524,16 +523,6 @@ func (s *SQLite) runTxn(ops []*op) error {
 		}
 		o.err = err
 	}
-	if len(tx.seen.buf) > 0 {
-		if err := tx.exec("INSERT INTO seen(expires, entries) VALUES(?, ?)", tx.seen.expires, tx.seen.buf); err != nil {
-			tx.rollback()
-			s.failed(err, true)
-			for _, o := range ops {
-				o.err = s.dbErr(err)
-			}
-			return err
-		}
-	}
 	ran := time.Since(start)
 	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
 		tx.rollback()
@@ -601,11 +590,9 @@ type txn struct {
 	// grew: an op recorded something new (see Healthy).
 	grew bool
 
-	// undo takes back, last first, what the ops changed in memory
-	// (s.seen) when the transaction rolls back; seen is what they added,
-	// written in one row before the COMMIT.
+	// undo takes back, last first, what the ops changed in memory (the
+	// writer's touched) when the transaction rolls back.
 	undo []func()
-	seen seenLog
 }
 
 // rollback rolls the transaction back, in the database and in memory.
@@ -614,7 +601,7 @@ func (t *txn) rollback() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		t.undo[i]()
 	}
-	t.undo, t.seen = nil, seenLog{}
+	t.undo = nil
 }
 
 func (t *txn) stmt(q string) (*sql.Stmt, error) {

@@ -19,9 +19,10 @@ import (
 //     item may be claimed: the head's next_at, or the end of the lease
 //     while claimed, so that a lease that runs out makes the lane due
 //     again by itself. token grows with every claim.
-//   - seen: retry-dedupe marks (with the passive answer of the first
-//     copy) and signed callback queries with the hash of the body each
-//     served (one query, one body), held in memory (sqlite_seen.go).
+//   - retry_marks: retry-dedupe marks with the passive answer of the
+//     first copy; query_bindings: signed callback queries with the hash
+//     of the body each served (one query, one body). Both are filed by
+//     time (sqlite_marks.go).
 //   - idem: Idempotency-Keys with the request's fingerprint and ids.
 //   - windows: the last window-opening interaction per user, whether
 //     WeChat answered 45015 since, and the latest call it answered so
@@ -67,11 +68,12 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
-	// One row per transaction that recorded marks or bound queries, packed
-	// (sqlite_seen.go), with the latest of their expiries. Rows only grow
-	// at the end (seq), so a COMMIT writes the last leaf page, whatever
-	// the keys.
-	`CREATE TABLE IF NOT EXISTS seen(seq INTEGER PRIMARY KEY, expires INTEGER NOT NULL, entries BLOB NOT NULL)`,
+	// Filed under the callback's own time, so that rows arrive in order
+	// (sqlite_marks.go).
+	`CREATE TABLE IF NOT EXISTS retry_marks(at INTEGER NOT NULL, key INTEGER NOT NULL, expires INTEGER NOT NULL, answer BLOB,
+		PRIMARY KEY(at, key)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS query_bindings(at INTEGER NOT NULL, key INTEGER NOT NULL, body BLOB NOT NULL, expires INTEGER NOT NULL,
+		PRIMARY KEY(at, key)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS states(openid TEXT PRIMARY KEY, name TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS states_expires ON states(expires)`,
 }
@@ -106,32 +108,22 @@ func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
 				return nil
 			}
 		}
-		// The signed query and the retry mark are looked up in memory
-		// (sqlite_seen.go); what is new is written with the transaction.
+		// The query before the mark: a query used for another body
+		// refuses the batch before anything is written (sqlite_marks.go).
 		if b.Query != "" {
-			// The query is bound unless a live binding is there; a live
-			// one with another body refuses the batch before anything is
-			// written.
-			key, body := seenKey(b.Query), bodyKey(b.QueryBody)
-			if q, ok := s.seen.query(key, now); ok {
-				if q.body != body {
-					return ErrQueryReused
-				}
-			} else {
-				q := boundQuery{expires: ms(b.Now.Add(b.QueryTTL)), body: body}
-				tx.undo = append(tx.undo, s.seen.putQuery(key, q))
-				tx.seen.query(key, q)
+			if err := s.bindQuery(tx, b, now); err != nil {
+				return err
 			}
 		}
 		if b.Dedupe != "" {
-			key := seenKey(b.Dedupe)
-			if answer, ok := s.seen.mark(key, now); ok {
+			answer, duplicate, err := s.markOnce(tx, b, now)
+			if err != nil {
+				return err
+			}
+			if duplicate {
 				res = Accepted{Answer: answer, Duplicate: true}
 				return nil
 			}
-			expires := ms(b.Now.Add(b.DedupeTTL))
-			tx.undo = append(tx.undo, s.seen.putMark(key, expires, b.Answer))
-			tx.seen.mark(key, expires, b.Answer)
 		}
 		if b.Touch != "" {
 			if err := touch(tx, b.Touch, now); err != nil {
@@ -206,7 +198,7 @@ func splitIDs(s string) []string {
 // a touch within touchGrain of it skips the statement. A 45015 for the
 // user forgets it (CloseWindow), and so does a rollback.
 func touch(tx *txn, openid string, now int64) error {
-	key := seenKey(openid)
+	key := markKey(openid)
 	if last, ok := tx.s.touched[key]; ok && now >= last && now <= last+touchGrain.Milliseconds() {
 		return nil
 	}
@@ -517,7 +509,7 @@ func (s *SQLite) Window(ctx context.Context, openid string) (Window, error) {
 // the window (and it dates the row for pruning).
 func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, _ time.Time) error {
 	return s.do(ctx, "CloseWindow", true, func(tx *txn) error {
-		delete(s.touched, seenKey(openid)) // the next touch may reopen it: see touch
+		delete(s.touched, markKey(openid)) // the next touch may reopen it: see touch
 		return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
 			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = max(windows.closed_at, excluded.closed_at)
 			WHERE windows.last <= excluded.closed_at`,
@@ -578,9 +570,10 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		arg int64
 	}{
 		{"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE state <> 0 AND updated < ? LIMIT ?)", ms(now.Add(-s.o.Retention))},
-		// seen has no index by time: the oldest rows are the first to
-		// expire (sqlite_seen.go).
-		{"DELETE FROM seen WHERE seq IN (SELECT seq FROM seen ORDER BY seq LIMIT ?2) AND expires <= ?1", n},
+		// The marks and bindings have no index by expiry: the oldest rows
+		// are the first to expire (sqlite_marks.go).
+		{"DELETE FROM retry_marks WHERE (at, key) IN (SELECT at, key FROM retry_marks ORDER BY at LIMIT ?2) AND expires <= ?1", n},
+		{"DELETE FROM query_bindings WHERE (at, key) IN (SELECT at, key FROM query_bindings ORDER BY at LIMIT ?2) AND expires <= ?1", n},
 		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
 		{"DELETE FROM media WHERE key IN (SELECT key FROM media WHERE expires <= ? LIMIT ?)", n},

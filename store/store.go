@@ -138,6 +138,10 @@ type Batch struct {
 	Dedupe    string
 	DedupeTTL time.Duration
 	Answer    []byte
+	// DedupeAt is when the callback's message was made (its CreateTime),
+	// which WeChat's retries repeat; zero when unknown. The embedded store
+	// files its marks under it, so that they are written in time order.
+	DedupeAt time.Time
 
 	// IdemKey is the push API's Idempotency-Key, "" for none, with the
 	// request's fingerprint.
@@ -156,6 +160,9 @@ type Batch struct {
 	Query     string
 	QueryBody []byte
 	QueryTTL  time.Duration
+	// QueryAt is the signed query's timestamp, zero when unknown: the
+	// embedded store files its bindings under it, as DedupeAt.
+	QueryAt time.Time
 
 	// ClearState forgets the conversation state of the openid it names,
 	// "" for none; SetState then gives a user one, nil for none. They are

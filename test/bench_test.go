@@ -138,7 +138,9 @@ func minimalHandler() http.Handler {
 }
 
 func appendText(b []byte, content string, msgID int64) []byte {
-	b = append(b, "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oBENCH_user]]></FromUserName><CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA["...)
+	b = append(b, "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oBENCH_user]]></FromUserName><CreateTime>"...)
+	b = strconv.AppendInt(b, time.Now().Unix(), 10) // as WeChat's: the second it was sent
+	b = append(b, "</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA["...)
 	b = append(b, content...)
 	b = append(b, "]]></Content><MsgId>"...)
 	b = strconv.AppendInt(b, msgID, 10)
@@ -201,7 +203,6 @@ func BenchmarkServeCallback(b *testing.B) {
 	h := srv.Handler()
 	for _, kind := range []string{"location", "text"} {
 		b.Run(kind, func(b *testing.B) {
-			ts := strconv.FormatInt(time.Now().Unix(), 10)
 			b.ReportAllocs()
 			b.SetParallelism(16) // 32 goroutines on two cores
 			b.ResetTimer()
@@ -214,7 +215,8 @@ func BenchmarkServeCallback(b *testing.B) {
 					} else {
 						body = appendText(body[:0], "hi", id)
 					}
-					nonce := strconv.FormatInt(id, 10)
+					// Signed the second it is sent, as WeChat signs.
+					nonce, ts := strconv.FormatInt(id, 10), strconv.FormatInt(time.Now().Unix(), 10)
 					target := "/wechat?signature=" + wechat.Signature(testToken, ts, nonce) + "&timestamp=" + ts + "&nonce=" + nonce
 					req := httptest.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 					rec := httptest.NewRecorder()

@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -15,8 +17,8 @@ import (
 )
 
 // TestSeenAcrossReopen: the retry marks (with their answers) and the
-// signed-query bindings, held in memory, are still there after the store
-// is closed and opened again, and still expire.
+// signed-query bindings are still there after the store is closed and
+// opened again, and still expire.
 func TestSeenAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := openSQLite(t, store.SQLiteOptions{Dir: dir})
@@ -58,16 +60,10 @@ func TestSeenAcrossReopen(t *testing.T) {
 	if a, err := bind(s, later.Add(time.Second), "m1", "q1", "a third body"); err != nil || !a.Duplicate {
 		t.Fatalf("the mark taken again at %v, after a reopen = %+v, %v; want a duplicate", later, a, err)
 	}
-	if err := s.Housekeep(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := s.SeenLen(ctx); err != nil || n != 2 {
-		t.Errorf("held in memory after a reopen at %v and a round of housekeeping: %d, %v; want the one live mark and binding", later, n, err)
-	}
 }
 
 // TestSeenRolledBack: a batch whose transaction rolls back leaves no mark
-// or binding behind in memory, so WeChat's retry of it is recorded.
+// or binding behind, so WeChat's retry of it is recorded.
 func TestSeenRolledBack(t *testing.T) {
 	s := openSQLite(t, store.SQLiteOptions{})
 	accept(t, s, base, item("taken", "u1", nil))
@@ -88,8 +84,8 @@ func TestSeenRolledBack(t *testing.T) {
 	}
 }
 
-// TestSeenPruned: marks and bindings leave memory and the seen table once
-// they expire, so that neither grows with the callbacks of the past.
+// TestSeenPruned: marks and bindings are deleted once they expire, so
+// that the store does not grow with the callbacks of the past.
 func TestSeenPruned(t *testing.T) {
 	clk := newClock(base)
 	s := openSQLite(t, store.SQLiteOptions{Now: clk.Now})
@@ -97,30 +93,58 @@ func TestSeenPruned(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 500 {
 		wg.Go(func() {
-			if _, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: fmt.Sprint("m", i), DedupeTTL: time.Minute,
-				Query: fmt.Sprint("q", i), QueryBody: []byte("b"), QueryTTL: 30 * time.Second}); err != nil {
+			if _, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: fmt.Sprint("m", i), DedupeTTL: time.Minute, DedupeAt: base,
+				Query: fmt.Sprint("q", i), QueryBody: []byte("b"), QueryTTL: 30 * time.Second, QueryAt: base}); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if n, err := s.SeenLen(ctx); err != nil || n != 1000 {
-		t.Fatalf("held = %d, %v; want 1000", n, err)
+	rows := func(table string) int {
+		n, err := s.CountRows(ctx, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if m, q := rows("retry_marks"), rows("query_bindings"); m != 500 || q != 500 {
+		t.Fatalf("rows = %d marks, %d bindings; want 500 each", m, q)
 	}
 	clk.set(base.Add(45 * time.Second))
-	if err := s.Housekeep(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := s.SeenLen(ctx); n != 500 {
-		t.Fatalf("held past the bindings' TTL = %d; want the 500 marks", n)
+	clk.housekept(t)
+	if m, q := rows("retry_marks"), rows("query_bindings"); m != 500 || q != 0 {
+		t.Fatalf("past the bindings' TTL: %d marks, %d bindings; want 500 and 0", m, q)
 	}
 	clk.set(base.Add(2 * time.Minute))
 	clk.housekept(t)
-	if n, _ := s.SeenLen(ctx); n != 0 {
-		t.Errorf("held past every TTL = %d; want 0", n)
+	if m, q := rows("retry_marks"), rows("query_bindings"); m != 0 || q != 0 {
+		t.Errorf("past every TTL: %d marks, %d bindings; want none", m, q)
 	}
-	if n, err := s.CountRows(ctx, "seen"); err != nil || n != 0 {
-		t.Errorf("seen rows past every TTL = %d, %v; want 0", n, err)
+}
+
+// TestSeenFiledByTime: a retry carries its message's CreateTime and its
+// query's timestamp, under which the first copy's mark and binding were
+// filed; the same key under another time is another callback's.
+func TestSeenFiledByTime(t *testing.T) {
+	s := openSQLite(t, store.SQLiteOptions{})
+	ctx := t.Context()
+	created := base.Add(-3 * time.Second)
+	batch := func(now, at time.Time, body, id string) *store.Batch {
+		return &store.Batch{Now: now, Dedupe: "evt:o1:1700000000:LOCATION", DedupeTTL: time.Minute, DedupeAt: at, Answer: []byte("first"),
+			Query: "sig:1700000000:n", QueryBody: []byte(body), QueryTTL: time.Minute, QueryAt: at,
+			Items: []store.NewItem{item(id, "u1", nil)}}
+	}
+	if a, err := s.Accept(ctx, batch(base, created, "body", "a")); err != nil || a.Duplicate {
+		t.Fatalf("first copy = %+v, %v", a, err)
+	}
+	if a, err := s.Accept(ctx, batch(base.Add(5*time.Second), created, "body", "b")); err != nil || !a.Duplicate || string(a.Answer) != "first" {
+		t.Fatalf("the retry 5 s later = %+v, %v; want a duplicate with the first answer", a, err)
+	}
+	if _, err := s.Accept(ctx, batch(base.Add(5*time.Second), created, "another body", "c")); !errors.Is(err, store.ErrQueryReused) {
+		t.Fatalf("another body under the query: %v, want ErrQueryReused", err)
+	}
+	if a, err := s.Accept(ctx, batch(base.Add(5*time.Second), created.Add(time.Second), "body", "d")); err != nil || a.Duplicate {
+		t.Fatalf("the same keys under another time = %+v, %v; want accepted", a, err)
 	}
 }
 
@@ -147,21 +171,61 @@ func TestSeenMigrated(t *testing.T) {
 	db.Close()
 	s := openSQLite(t, store.SQLiteOptions{Dir: dir, Now: func() time.Time { return base }})
 	ctx := t.Context()
-	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, Items: []store.NewItem{item("a", "u1", nil)}})
+	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, DedupeAt: base, Items: []store.NewItem{item("a", "u1", nil)}})
 	if err != nil || !a.Duplicate || string(a.Answer) != "its answer" {
 		t.Fatalf("a mark of the old table = %+v, %v; want a duplicate with its answer", a, err)
 	}
 	if a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "old", DedupeTTL: time.Minute, Items: []store.NewItem{item("b", "u1", nil)}}); err != nil || a.Duplicate {
 		t.Fatalf("an expired mark of the old table = %+v, %v; want accepted", a, err)
 	}
-	if _, err := s.Accept(ctx, &store.Batch{Now: base, Query: "sig:1:n", QueryBody: []byte("another body"), QueryTTL: time.Minute,
+	if _, err := s.Accept(ctx, &store.Batch{Now: base, Query: "sig:1:n", QueryBody: []byte("another body"), QueryTTL: time.Minute, QueryAt: base,
 		Items: []store.NewItem{item("c", "u1", nil)}}); !errors.Is(err, store.ErrQueryReused) {
 		t.Fatalf("another body under a query of the old table: %v, want ErrQueryReused", err)
 	}
-	for _, table := range []string{"marks", "queries"} {
+	for _, table := range []string{"marks", "queries", "seen"} {
 		if _, err := s.CountRows(ctx, table); err == nil {
 			t.Errorf("the old %s table is still there", table)
 		}
+	}
+}
+
+// TestSeenMigratedFromMemory: a store written by the version that held
+// marks and bindings in memory, packed in a seen table, opens with them in
+// force.
+func TestSeenMigratedFromMemory(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "wxreply.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:8] }
+	exp := binary.BigEndian.AppendUint64(nil, uint64(base.Add(time.Hour).UnixMilli()))
+	entries := append(append(append([]byte{'m'}, hash("live")...), exp...), append(binary.AppendUvarint(nil, 10), "its answer"...)...)
+	bodyHash := sha256.Sum256([]byte("the first body"))
+	entries = append(append(append(append(entries, 'q'), hash("sig:1:n")...), exp...), bodyHash[:8]...)
+	for _, q := range []string{
+		`CREATE TABLE seen(seq INTEGER PRIMARY KEY, expires INTEGER NOT NULL, entries BLOB NOT NULL)`,
+		fmt.Sprintf(`INSERT INTO seen(expires, entries) VALUES(%d, x'%x')`, base.Add(time.Hour).UnixMilli(), entries),
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	s := openSQLite(t, store.SQLiteOptions{Dir: dir, Now: func() time.Time { return base }})
+	ctx := t.Context()
+	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, DedupeAt: base, Items: []store.NewItem{item("a", "u1", nil)}})
+	if err != nil || !a.Duplicate || string(a.Answer) != "its answer" {
+		t.Fatalf("a mark of the seen table = %+v, %v; want a duplicate with its answer", a, err)
+	}
+	if _, err := s.Accept(ctx, &store.Batch{Now: base, Query: "sig:1:n", QueryBody: bodyHash[:], QueryTTL: time.Minute, QueryAt: base,
+		Items: []store.NewItem{item("b", "u1", nil)}}); err != nil {
+		t.Fatalf("the first body again under a query of the seen table: %v, want it taken as the retry", err)
+	}
+	other := sha256.Sum256([]byte("another body"))
+	if _, err := s.Accept(ctx, &store.Batch{Now: base, Query: "sig:1:n", QueryBody: other[:], QueryTTL: time.Minute, QueryAt: base,
+		Items: []store.NewItem{item("c", "u1", nil)}}); !errors.Is(err, store.ErrQueryReused) {
+		t.Fatalf("another body under a query of the seen table: %v, want ErrQueryReused", err)
 	}
 }
 
