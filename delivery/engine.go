@@ -198,8 +198,6 @@ type Request struct {
 	// Answer the passive reply given to its first copy.
 	Dedupe string
 	Answer []byte
-	// DedupeAt is the message's CreateTime (store.Batch.DedupeAt).
-	DedupeAt time.Time
 
 	// IdemKey and IdemFingerprint are a push's Idempotency-Key and the
 	// fingerprint of its request.
@@ -242,7 +240,7 @@ type Accepted struct {
 func (e *Engine) Accept(ctx context.Context, r Request) (Accepted, error) {
 	b := &store.Batch{
 		Now:    e.now(),
-		Dedupe: r.Dedupe, DedupeTTL: e.o.DedupeTTL, Answer: r.Answer, DedupeAt: r.DedupeAt,
+		Dedupe: r.Dedupe, DedupeTTL: e.o.DedupeTTL, Answer: r.Answer,
 		IdemKey: r.IdemKey, IdemFingerprint: r.IdemFingerprint, IdemTTL: e.o.IdemTTL,
 		Touch: r.Touch,
 		Query: r.Query, QueryBody: r.QueryBody, QueryAt: r.QueryAt,

@@ -137,7 +137,7 @@ func (r *Responder) Respond(ctx context.Context, m *wechat.Message) ([]byte, err
 	if len(d.Replies) > 0 || answer != nil || req.SetState != nil || req.ClearState != "" {
 		// Only a callback that caused something needs its retries
 		// recognised: one that caused nothing causes nothing again.
-		req.Dedupe, req.DedupeAt = m.DedupeKey(), time.Unix(m.CreateTime, 0)
+		req.Dedupe = m.DedupeKey()
 	}
 	if q, ok := handlers.SignedQueryFrom(ctx); ok {
 		req.Query, req.QueryBody, req.QueryUntil, req.QueryAt = q.Key, q.BodyHash, q.Until, q.At

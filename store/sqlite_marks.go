@@ -15,15 +15,16 @@ import (
 // The SQLite store's retry marks and signed-query bindings: what every
 // callback with a reply (and every plaintext one) looks up and writes.
 // Each lives in the store, not in memory, so that memory does not grow
-// with the callbacks. Keyed by a key's text, each would be a random-key
-// B-tree insert a callback, plus one in an index by expiry — the pages a
-// COMMIT and a checkpoint write, which measured at two thirds of the
-// store's work. So a row is filed under (at, key): at is the time the
-// callback carries (the message's CreateTime, the query's signed
-// timestamp), which WeChat's retries repeat, and key a 64-bit SHA-256
-// prefix of the key's text. Rows then arrive in time order, the COMMIT
-// writes the last leaf of each table, and pruning deletes the oldest rows
-// without an index by expiry.
+// with the callbacks. Keyed by a key's text, with an index by expiry,
+// each cost two B-tree inserts a callback — the pages a COMMIT and a
+// checkpoint write. So a row is keyed by a 64-bit SHA-256 prefix of the
+// key's text, and a binding is filed under (at, key), at the query's
+// signed timestamp, which is part of the query: bindings then arrive in
+// time order, and pruning deletes the oldest rows without an index by
+// expiry. A mark cannot be filed so: a message's retries are recognised
+// by its MsgId alone, whatever else the copy carries; a mark is keyed by
+// its hash (an integer key, the table's rowid) with an index by expiry,
+// which grows at its end.
 //
 // A 64-bit hash of a key is as good as the key here: WeChat's keys are
 // not chosen to collide (a chance of 2^-64 per pair), and a collision on
@@ -78,20 +79,14 @@ func (s *SQLite) bindQuery(tx *txn, b *Batch, now int64) error {
 // b a duplicate with the first copy's answer. An expired mark not yet
 // pruned is replaced.
 func (s *SQLite) markOnce(tx *txn, b *Batch, now int64) (answer []byte, duplicate bool, err error) {
-	at, key := markAt(b.DedupeAt), markKey(b.Dedupe)
-	if s.legacy(at, now) {
-		found, err := tx.row("SELECT answer FROM retry_marks WHERE at = 0 AND key = ? AND expires > ?", []any{key, now}, &answer)
-		if err != nil || found {
-			return answer, found, err
-		}
-	}
-	n, err := tx.execN(`INSERT INTO retry_marks(at, key, expires, answer) VALUES(?, ?, ?, ?)
-		ON CONFLICT(at, key) DO UPDATE SET expires = excluded.expires, answer = excluded.answer WHERE retry_marks.expires <= ?`,
-		at, key, ms(b.Now.Add(b.DedupeTTL)), b.Answer, now)
+	key := markKey(b.Dedupe)
+	n, err := tx.execN(`INSERT INTO retry_marks(key, expires, answer) VALUES(?, ?, ?)
+		ON CONFLICT(key) DO UPDATE SET expires = excluded.expires, answer = excluded.answer WHERE retry_marks.expires <= ?`,
+		key, ms(b.Now.Add(b.DedupeTTL)), b.Answer, now)
 	if err != nil || n > 0 {
 		return nil, false, err
 	}
-	_, err = tx.row("SELECT answer FROM retry_marks WHERE at = ? AND key = ?", []any{at, key}, &answer)
+	_, err = tx.row("SELECT answer FROM retry_marks WHERE key = ?", []any{key}, &answer)
 	return answer, err == nil, err
 }
 
@@ -104,15 +99,16 @@ func sameBody(stored, body []byte) bool {
 	return bytes.Equal(stored, body)
 }
 
-// legacy reports whether a look-up filed under at must also look under 0,
-// where the marks and bindings of earlier versions were moved (their time
-// unknown), while any of them may be live.
+// legacy reports whether a binding's look-up filed under at must also
+// look under 0, where the bindings of earlier versions were moved (their
+// time unknown), while any of them may be live.
 func (s *SQLite) legacy(at, now int64) bool { return at != 0 && now < s.legacyUntil }
 
 // migrateMarks moves what earlier versions kept — the marks and queries
 // tables, keyed by text, and the seen table, which held hashes for memory
-// — into retry_marks and query_bindings under at 0, and drops them. It
-// returns the latest expiry moved, until which look-ups also look there.
+// — into retry_marks, and query_bindings under at 0, and drops them. It
+// returns the latest binding expiry moved, until which look-ups of
+// bindings also look there.
 func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) {
 	var tables []string
 	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('marks', 'queries', 'seen')`)
@@ -213,7 +209,7 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 		return 0, fmt.Errorf("store: moving the retry marks: %w", err)
 	}
 	for _, m := range moved {
-		q := "INSERT OR REPLACE INTO retry_marks(at, key, expires, answer) VALUES(0, ?, ?, ?)"
+		q := "INSERT OR REPLACE INTO retry_marks(key, expires, answer) VALUES(?, ?, ?)"
 		if m.query {
 			if m.blob == nil {
 				continue
@@ -223,7 +219,9 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 		if _, err := conn.ExecContext(ctx, q, m.key, m.expires, m.blob); err != nil {
 			return fail(err)
 		}
-		until = max(until, m.expires)
+		if m.query {
+			until = max(until, m.expires)
+		}
 	}
 	for _, table := range tables {
 		if _, err := conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+table); err != nil {

@@ -93,7 +93,7 @@ func TestSeenPruned(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 500 {
 		wg.Go(func() {
-			if _, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: fmt.Sprint("m", i), DedupeTTL: time.Minute, DedupeAt: base,
+			if _, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: fmt.Sprint("m", i), DedupeTTL: time.Minute,
 				Query: fmt.Sprint("q", i), QueryBody: []byte("b"), QueryTTL: 30 * time.Second, QueryAt: base}); err != nil {
 				t.Error(err)
 			}
@@ -122,29 +122,33 @@ func TestSeenPruned(t *testing.T) {
 	}
 }
 
-// TestSeenFiledByTime: a retry carries its message's CreateTime and its
-// query's timestamp, under which the first copy's mark and binding were
-// filed; the same key under another time is another callback's.
+// TestSeenFiledByTime: a binding is filed under its query's timestamp,
+// and WeChat's retry, under the same query, finds it; a message's mark is
+// found by its key alone, whatever time its copy carries.
 func TestSeenFiledByTime(t *testing.T) {
 	s := openSQLite(t, store.SQLiteOptions{})
 	ctx := t.Context()
-	created := base.Add(-3 * time.Second)
-	batch := func(now, at time.Time, body, id string) *store.Batch {
-		return &store.Batch{Now: now, Dedupe: "evt:o1:1700000000:LOCATION", DedupeTTL: time.Minute, DedupeAt: at, Answer: []byte("first"),
-			Query: "sig:1700000000:n", QueryBody: []byte(body), QueryTTL: time.Minute, QueryAt: at,
+	signed := base.Add(-3 * time.Second)
+	batch := func(now time.Time, body, id string) *store.Batch {
+		return &store.Batch{Now: now, Dedupe: "960001", DedupeTTL: time.Minute, Answer: []byte("first"),
+			Query: "sig:1700000000:n", QueryBody: []byte(body), QueryTTL: time.Minute, QueryAt: signed,
 			Items: []store.NewItem{item(id, "u1", nil)}}
 	}
-	if a, err := s.Accept(ctx, batch(base, created, "body", "a")); err != nil || a.Duplicate {
+	if a, err := s.Accept(ctx, batch(base, "body", "a")); err != nil || a.Duplicate {
 		t.Fatalf("first copy = %+v, %v", a, err)
 	}
-	if a, err := s.Accept(ctx, batch(base.Add(5*time.Second), created, "body", "b")); err != nil || !a.Duplicate || string(a.Answer) != "first" {
+	if a, err := s.Accept(ctx, batch(base.Add(5*time.Second), "body", "b")); err != nil || !a.Duplicate || string(a.Answer) != "first" {
 		t.Fatalf("the retry 5 s later = %+v, %v; want a duplicate with the first answer", a, err)
 	}
-	if _, err := s.Accept(ctx, batch(base.Add(5*time.Second), created, "another body", "c")); !errors.Is(err, store.ErrQueryReused) {
+	if _, err := s.Accept(ctx, batch(base.Add(5*time.Second), "another body", "c")); !errors.Is(err, store.ErrQueryReused) {
 		t.Fatalf("another body under the query: %v, want ErrQueryReused", err)
 	}
-	if a, err := s.Accept(ctx, batch(base.Add(5*time.Second), created.Add(time.Second), "body", "d")); err != nil || a.Duplicate {
-		t.Fatalf("the same keys under another time = %+v, %v; want accepted", a, err)
+	// A copy of the message under a query of its own (re-signed later).
+	again := &store.Batch{Now: base.Add(6 * time.Second), Dedupe: "960001", DedupeTTL: time.Minute,
+		Query: "sig:1700000006:m", QueryBody: []byte("another body"), QueryTTL: time.Minute, QueryAt: base.Add(6 * time.Second),
+		Items: []store.NewItem{item("d", "u1", nil)}}
+	if a, err := s.Accept(ctx, again); err != nil || !a.Duplicate {
+		t.Fatalf("the message under another query = %+v, %v; want a duplicate by its MsgId", a, err)
 	}
 }
 
@@ -171,7 +175,7 @@ func TestSeenMigrated(t *testing.T) {
 	db.Close()
 	s := openSQLite(t, store.SQLiteOptions{Dir: dir, Now: func() time.Time { return base }})
 	ctx := t.Context()
-	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, DedupeAt: base, Items: []store.NewItem{item("a", "u1", nil)}})
+	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, Items: []store.NewItem{item("a", "u1", nil)}})
 	if err != nil || !a.Duplicate || string(a.Answer) != "its answer" {
 		t.Fatalf("a mark of the old table = %+v, %v; want a duplicate with its answer", a, err)
 	}
@@ -214,7 +218,7 @@ func TestSeenMigratedFromMemory(t *testing.T) {
 	db.Close()
 	s := openSQLite(t, store.SQLiteOptions{Dir: dir, Now: func() time.Time { return base }})
 	ctx := t.Context()
-	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, DedupeAt: base, Items: []store.NewItem{item("a", "u1", nil)}})
+	a, err := s.Accept(ctx, &store.Batch{Now: base, Dedupe: "live", DedupeTTL: time.Minute, Items: []store.NewItem{item("a", "u1", nil)}})
 	if err != nil || !a.Duplicate || string(a.Answer) != "its answer" {
 		t.Fatalf("a mark of the seen table = %+v, %v; want a duplicate with its answer", a, err)
 	}

@@ -68,10 +68,10 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
-	// Filed under the callback's own time, so that rows arrive in order
-	// (sqlite_marks.go).
-	`CREATE TABLE IF NOT EXISTS retry_marks(at INTEGER NOT NULL, key INTEGER NOT NULL, expires INTEGER NOT NULL, answer BLOB,
-		PRIMARY KEY(at, key)) WITHOUT ROWID`,
+	// Keyed by a hash; bindings filed under their query's time, so that
+	// they arrive in order (sqlite_marks.go).
+	`CREATE TABLE IF NOT EXISTS retry_marks(key INTEGER PRIMARY KEY, expires INTEGER NOT NULL, answer BLOB)`,
+	`CREATE INDEX IF NOT EXISTS retry_marks_expires ON retry_marks(expires)`,
 	`CREATE TABLE IF NOT EXISTS query_bindings(at INTEGER NOT NULL, key INTEGER NOT NULL, body BLOB NOT NULL, expires INTEGER NOT NULL,
 		PRIMARY KEY(at, key)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS states(openid TEXT PRIMARY KEY, name TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
@@ -570,9 +570,9 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		arg int64
 	}{
 		{"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE state <> 0 AND updated < ? LIMIT ?)", ms(now.Add(-s.o.Retention))},
-		// The marks and bindings have no index by expiry: the oldest rows
-		// are the first to expire (sqlite_marks.go).
-		{"DELETE FROM retry_marks WHERE (at, key) IN (SELECT at, key FROM retry_marks ORDER BY at LIMIT ?2) AND expires <= ?1", n},
+		{"DELETE FROM retry_marks WHERE key IN (SELECT key FROM retry_marks WHERE expires <= ? LIMIT ?)", n},
+		// The bindings have no index by expiry: the oldest are the first
+		// to expire (sqlite_marks.go).
 		{"DELETE FROM query_bindings WHERE (at, key) IN (SELECT at, key FROM query_bindings ORDER BY at LIMIT ?2) AND expires <= ?1", n},
 		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},

@@ -138,10 +138,6 @@ type Batch struct {
 	Dedupe    string
 	DedupeTTL time.Duration
 	Answer    []byte
-	// DedupeAt is when the callback's message was made (its CreateTime),
-	// which WeChat's retries repeat; zero when unknown. The embedded store
-	// files its marks under it, so that they are written in time order.
-	DedupeAt time.Time
 
 	// IdemKey is the push API's Idempotency-Key, "" for none, with the
 	// request's fingerprint.
@@ -160,8 +156,9 @@ type Batch struct {
 	Query     string
 	QueryBody []byte
 	QueryTTL  time.Duration
-	// QueryAt is the signed query's timestamp, zero when unknown: the
-	// embedded store files its bindings under it, as DedupeAt.
+	// QueryAt is the signed query's timestamp (part of Query), zero when
+	// unknown: the embedded store files its bindings under it, so that
+	// they are written in time order.
 	QueryAt time.Time
 
 	// ClearState forgets the conversation state of the openid it names,
