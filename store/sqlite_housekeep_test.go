@@ -117,7 +117,7 @@ func TestPrune(t *testing.T) {
 	}
 	// Nothing is due yet: a round at base keeps everything.
 	clk.housekept(t)
-	for _, table := range []string{"retry_marks", "idem", "windows", "early", "states"} {
+	for _, table := range []string{"marks", "idem", "windows", "early", "states"} {
 		if rows(table) != 1 {
 			t.Fatalf("%s: %d rows before anything expired, want 1", table, rows(table))
 		}
@@ -136,7 +136,7 @@ func TestPrune(t *testing.T) {
 	if st, ok, err := s.Status(ctx, "waits"); err != nil || !ok || st.State != store.StateQueued {
 		t.Errorf("Status(waits) = %+v, %v, %v; want the waiting item kept", st, ok, err)
 	}
-	for _, table := range []string{"retry_marks", "idem", "windows", "early", "states"} {
+	for _, table := range []string{"marks", "idem", "windows", "early", "states"} {
 		if n := rows(table); n != 0 {
 			t.Errorf("%s: %d rows left after pruning, want 0", table, n)
 		}

@@ -8,29 +8,30 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
 // The SQLite store's retry marks and signed-query bindings: what every
 // callback with a reply (and every plaintext one) looks up and writes.
-// Each lives in the store, not in memory, so that memory does not grow
-// with the callbacks. Keyed by a key's text, with an index by expiry,
-// each cost two B-tree inserts a callback — the pages a COMMIT and a
-// checkpoint write. So a row is keyed by a 64-bit SHA-256 prefix of the
-// key's text, and a binding is filed under (at, key), at the query's
-// signed timestamp, which is part of the query: bindings then arrive in
-// time order, and pruning deletes the oldest rows without an index by
-// expiry. A mark cannot be filed so: a message's retries are recognised
-// by its MsgId alone, whatever else the copy carries; a mark is keyed by
-// its hash (an integer key, the table's rowid) with an index by expiry,
-// which grows at its end.
+// Both live in the store, not in memory, so that memory does not grow
+// with the callbacks.
+//
+// A mark is keyed by its text (marks, with an index by expiry): a
+// message's retries are recognised by its MsgId alone, and WeChat's
+// MsgIds grow with time, so new marks land near the end of the table.
+// A binding's key starts with the signature, as random as a key gets: in
+// a table keyed by it, with an index by expiry, a binding cost two random
+// B-tree inserts a callback — the pages a COMMIT and a checkpoint write.
+// So a binding is filed under (at, key): at is the query's signed
+// timestamp, part of the query, and key a 64-bit SHA-256 prefix of the
+// query's text. Bindings then arrive in time order, and pruning deletes
+// the oldest rows without an index by expiry.
 //
 // A 64-bit hash of a key is as good as the key here: WeChat's keys are
 // not chosen to collide (a chance of 2^-64 per pair), and a collision on
 // purpose needs a second preimage of SHA-256's first 64 bits.
 
-// markKey is the hash a key is filed under.
+// markKey is the hash a binding (or, for touch, an openid) is kept under.
 func markKey(s string) int64 {
 	h := sha256.Sum256([]byte(s))
 	return int64(binary.BigEndian.Uint64(h[:8]))
@@ -79,14 +80,13 @@ func (s *SQLite) bindQuery(tx *txn, b *Batch, now int64) error {
 // b a duplicate with the first copy's answer. An expired mark not yet
 // pruned is replaced.
 func (s *SQLite) markOnce(tx *txn, b *Batch, now int64) (answer []byte, duplicate bool, err error) {
-	key := markKey(b.Dedupe)
-	n, err := tx.execN(`INSERT INTO retry_marks(key, expires, answer) VALUES(?, ?, ?)
-		ON CONFLICT(key) DO UPDATE SET expires = excluded.expires, answer = excluded.answer WHERE retry_marks.expires <= ?`,
-		key, ms(b.Now.Add(b.DedupeTTL)), b.Answer, now)
+	n, err := tx.execN(`INSERT INTO marks(key, expires, answer) VALUES(?, ?, ?)
+		ON CONFLICT(key) DO UPDATE SET expires = excluded.expires, answer = excluded.answer WHERE marks.expires <= ?`,
+		b.Dedupe, ms(b.Now.Add(b.DedupeTTL)), b.Answer, now)
 	if err != nil || n > 0 {
 		return nil, false, err
 	}
-	_, err = tx.row("SELECT answer FROM retry_marks WHERE key = ?", []any{key}, &answer)
+	_, err = tx.row("SELECT answer FROM marks WHERE key = ?", []any{b.Dedupe}, &answer)
 	return answer, err == nil, err
 }
 
@@ -104,14 +104,17 @@ func sameBody(stored, body []byte) bool {
 // time unknown), while any of them may be live.
 func (s *SQLite) legacy(at, now int64) bool { return at != 0 && now < s.legacyUntil }
 
-// migrateMarks moves what earlier versions kept — the marks and queries
-// tables, keyed by text, and the seen table, which held hashes for memory
-// — into retry_marks, and query_bindings under at 0, and drops them. It
-// returns the latest binding expiry moved, until which look-ups of
-// bindings also look there.
+// migrateMarks moves the bindings that earlier versions kept — the
+// queries table, keyed by text, and the seen table, which held hashes
+// for memory — into query_bindings under at 0, and drops those tables. It
+// returns the latest expiry moved, until which look-ups also look there.
+// The seen table's marks were hashes, and marks are kept by their text
+// now: they are not moved, so a WeChat retry of a callback answered in
+// the last minutes before the upgrade to this version may be answered
+// again (seen existed only between two commits of one day's work).
 func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) {
 	var tables []string
-	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('marks', 'queries', 'seen')`)
+	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('queries', 'seen')`)
 	if err != nil {
 		return 0, fmt.Errorf("store: %w", err)
 	}
@@ -127,12 +130,11 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 	if len(tables) == 0 {
 		return 0, nil
 	}
-	type mark struct {
+	type binding struct {
 		key, expires int64
-		blob         []byte
-		query        bool
+		body         []byte
 	}
-	var moved []mark
+	var moved []binding
 	read := func(q string, f func(*sql.Rows) error) error {
 		rows, err := conn.QueryContext(ctx, q)
 		if err != nil {
@@ -149,20 +151,11 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 	for _, table := range tables {
 		var err error
 		switch table {
-		case "marks":
-			err = read("SELECT key, expires, answer FROM marks", func(r *sql.Rows) error {
-				var k string
-				var m mark
-				err := r.Scan(&k, &m.expires, &m.blob)
-				m.key = markKey(k)
-				moved = append(moved, m)
-				return err
-			})
 		case "queries":
 			err = read("SELECT key, expires, body FROM queries", func(r *sql.Rows) error {
 				var k string
-				m := mark{query: true}
-				err := r.Scan(&k, &m.expires, &m.blob)
+				var m binding
+				err := r.Scan(&k, &m.expires, &m.body)
 				m.key = markKey(k)
 				moved = append(moved, m)
 				return err
@@ -174,31 +167,27 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 					return err
 				}
 				for len(entries) >= 17 {
-					m := mark{key: int64(binary.BigEndian.Uint64(entries[1:9])), expires: int64(binary.BigEndian.Uint64(entries[9:17]))}
-					kind := entries[0]
+					kind, key, expires := entries[0], int64(binary.BigEndian.Uint64(entries[1:9])), int64(binary.BigEndian.Uint64(entries[9:17]))
 					entries = entries[17:]
 					switch {
 					case kind == 'q' && len(entries) >= 8:
-						m.query, m.blob, entries = true, bytes.Clone(entries[:8]), entries[8:]
+						moved = append(moved, binding{key: key, expires: expires, body: bytes.Clone(entries[:8])})
+						entries = entries[8:]
 					case kind == 'm':
 						n, w := binary.Uvarint(entries)
 						if w <= 0 || uint64(len(entries)-w) < n {
 							return errors.New("a truncated record in seen")
 						}
-						if n > 0 {
-							m.blob = bytes.Clone(entries[w : w+int(n)])
-						}
 						entries = entries[w+int(n):]
 					default:
 						return errors.New("a record of unknown kind in seen")
 					}
-					moved = append(moved, m)
 				}
 				return nil
 			})
 		}
-		if err != nil && !strings.Contains(err.Error(), "no such table") {
-			return 0, fmt.Errorf("store: moving the retry marks of %s: %w", table, err)
+		if err != nil {
+			return 0, fmt.Errorf("store: moving the signed queries of %s: %w", table, err)
 		}
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
@@ -206,22 +195,14 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 	}
 	fail := func(err error) (int64, error) {
 		_, _ = conn.ExecContext(ctx, "ROLLBACK")
-		return 0, fmt.Errorf("store: moving the retry marks: %w", err)
+		return 0, fmt.Errorf("store: moving the signed queries: %w", err)
 	}
 	for _, m := range moved {
-		q := "INSERT OR REPLACE INTO retry_marks(key, expires, answer) VALUES(?, ?, ?)"
-		if m.query {
-			if m.blob == nil {
-				continue
-			}
-			q = "INSERT OR REPLACE INTO query_bindings(at, key, expires, body) VALUES(0, ?, ?, ?)"
-		}
-		if _, err := conn.ExecContext(ctx, q, m.key, m.expires, m.blob); err != nil {
+		if _, err := conn.ExecContext(ctx, "INSERT OR REPLACE INTO query_bindings(at, key, expires, body) VALUES(0, ?, ?, ?)",
+			m.key, m.expires, m.body); err != nil {
 			return fail(err)
 		}
-		if m.query {
-			until = max(until, m.expires)
-		}
+		until = max(until, m.expires)
 	}
 	for _, table := range tables {
 		if _, err := conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+table); err != nil {

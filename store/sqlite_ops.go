@@ -19,10 +19,9 @@ import (
 //     item may be claimed: the head's next_at, or the end of the lease
 //     while claimed, so that a lease that runs out makes the lane due
 //     again by itself. token grows with every claim.
-//   - retry_marks: retry-dedupe marks with the passive answer of the
-//     first copy; query_bindings: signed callback queries with the hash
-//     of the body each served (one query, one body). Both are filed by
-//     time (sqlite_marks.go).
+//   - marks: retry-dedupe keys with the passive answer of the first copy.
+//   - query_bindings: signed callback queries with the hash of the body
+//     each served (one query, one body), filed by time (sqlite_marks.go).
 //   - idem: Idempotency-Keys with the request's fingerprint and ids.
 //   - windows: the last window-opening interaction per user, whether
 //     WeChat answered 45015 since, and the latest call it answered so
@@ -61,6 +60,8 @@ var schema = []string{
 		INSERT INTO lanes(openid, due_at) VALUES(NEW.openid, NEW.next_at) ON CONFLICT(openid) DO NOTHING;
 	END`,
 	`CREATE INDEX IF NOT EXISTS lanes_due ON lanes(due_at)`,
+	`CREATE TABLE IF NOT EXISTS marks(key TEXT PRIMARY KEY, expires INTEGER NOT NULL, answer BLOB) WITHOUT ROWID`,
+	`CREATE INDEX IF NOT EXISTS marks_expires ON marks(expires)`,
 	`CREATE TABLE IF NOT EXISTS idem(key TEXT PRIMARY KEY, fp BLOB NOT NULL, ids TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS idem_expires ON idem(expires)`,
 	`CREATE TABLE IF NOT EXISTS windows(openid TEXT PRIMARY KEY, last INTEGER NOT NULL, closed INTEGER NOT NULL DEFAULT 0, closed_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID`,
@@ -68,10 +69,8 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
-	// Keyed by a hash; bindings filed under their query's time, so that
-	// they arrive in order (sqlite_marks.go).
-	`CREATE TABLE IF NOT EXISTS retry_marks(key INTEGER PRIMARY KEY, expires INTEGER NOT NULL, answer BLOB)`,
-	`CREATE INDEX IF NOT EXISTS retry_marks_expires ON retry_marks(expires)`,
+	// Bindings are filed under their query's time, so that they arrive in
+	// order (sqlite_marks.go).
 	`CREATE TABLE IF NOT EXISTS query_bindings(at INTEGER NOT NULL, key INTEGER NOT NULL, body BLOB NOT NULL, expires INTEGER NOT NULL,
 		PRIMARY KEY(at, key)) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS states(openid TEXT PRIMARY KEY, name TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
@@ -570,7 +569,7 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 		arg int64
 	}{
 		{"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE state <> 0 AND updated < ? LIMIT ?)", ms(now.Add(-s.o.Retention))},
-		{"DELETE FROM retry_marks WHERE key IN (SELECT key FROM retry_marks WHERE expires <= ? LIMIT ?)", n},
+		{"DELETE FROM marks WHERE key IN (SELECT key FROM marks WHERE expires <= ? LIMIT ?)", n},
 		// The bindings have no index by expiry: the oldest are the first
 		// to expire (sqlite_marks.go).
 		{"DELETE FROM query_bindings WHERE (at, key) IN (SELECT at, key FROM query_bindings ORDER BY at LIMIT ?2) AND expires <= ?1", n},
