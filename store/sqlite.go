@@ -43,6 +43,10 @@ type SQLiteOptions struct {
 	// 48 hours.
 	WindowTTL time.Duration
 
+	// BindingSlots is how many signed-query bindings are held in memory;
+	// default DefaultBindingSlots (sqlite_bindings.go).
+	BindingSlots int
+
 	// MaxPages caps the database's size in pages (4 KiB each), so that
 	// tests can fill it the way a full disk would; 0: no cap.
 	MaxPages int
@@ -97,7 +101,7 @@ type SQLite struct {
 	stats  counters
 
 	// Owned by the writer goroutine.
-	legacyUntil  int64           // marks of earlier versions may be live until then (sqlite_marks.go)
+	bindings     *bindingTable   // the signed queries' bindings (sqlite_bindings.go)
 	touched      map[int64]int64 // windows written lately: see touch
 	lastForget   time.Time       // when touched was last cleared of the old
 	stmts        map[string]*sql.Stmt
@@ -140,11 +144,12 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 	}
 	s := &SQLite{
 		o: o, log: o.Logger,
-		ops:     make(chan *op, 4*maxBatch),
-		stopped: make(chan struct{}),
-		done:    make(chan struct{}),
-		stmts:   make(map[string]*sql.Stmt),
-		touched: make(map[int64]int64),
+		ops:      make(chan *op, 4*maxBatch),
+		stopped:  make(chan struct{}),
+		done:     make(chan struct{}),
+		stmts:    make(map[string]*sql.Stmt),
+		touched:  make(map[int64]int64),
+		bindings: newBindingTable(o.BindingSlots),
 	}
 	dsn := "file::memory:"
 	if o.Dir != "" {
@@ -214,7 +219,10 @@ func (s *SQLite) open(dsn string) error {
 	// its lane parked). Every lane, whatever the clock says: the times
 	// were the callers', and a lease's end may lie in this clock's past
 	// or future.
-	if s.legacyUntil, err = migrateMarks(ctx, conn); err != nil {
+	if err := migrateBindings(ctx, conn); err != nil {
+		return s.openErr(err)
+	}
+	if err := loadBindings(ctx, conn, s.bindings, ms(s.o.Now())); err != nil {
 		return s.openErr(err)
 	}
 	for _, q := range []string{
@@ -532,6 +540,9 @@ func (s *SQLite) runTxn(ops []*op) error {
 		}
 		return err
 	}
+	for _, b := range tx.bound {
+		s.bindings.add(b.binding, b.now)
+	}
 	took := time.Since(start)
 	s.stats.commit(len(ops), took)
 	if took > slowCommit {
@@ -593,6 +604,16 @@ type txn struct {
 	// undo takes back, last first, what the ops changed in memory (the
 	// writer's touched) when the transaction rolls back.
 	undo []func()
+
+	// bound: the bindings the ops made, for the table in memory once the
+	// transaction commits.
+	bound []madeBinding
+}
+
+// madeBinding is a binding with the time of the batch that made it.
+type madeBinding struct {
+	binding
+	now int64
 }
 
 // rollback rolls the transaction back, in the database and in memory.

@@ -1,31 +1,27 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
 // The SQLite store's retry marks and signed-query bindings: what every
 // callback with a reply (and every plaintext one) looks up and writes.
-// Both live in the store, not in memory, so that memory does not grow
-// with the callbacks.
+// Both are kept in the store, so that they survive a restart and memory
+// does not grow with the callbacks.
 //
 // A mark is keyed by its text (marks, with an index by expiry): a
 // message's retries are recognised by its MsgId alone, and WeChat's
 // MsgIds grow with time, so new marks land near the end of the table.
-// A binding's key starts with the signature, as random as a key gets: in
-// a table keyed by it, with an index by expiry, a binding cost two random
-// B-tree inserts a callback — the pages a COMMIT and a checkpoint write.
-// So a binding is filed under (at, key): at is the query's signed
-// timestamp, part of the query, and key a 64-bit SHA-256 prefix of the
-// query's text. Bindings then arrive in time order, and pruning deletes
-// the oldest rows without an index by expiry.
+// A binding's key starts with the signature, as random as a key gets, so
+// bindings are a log looked up in memory (sqlite_bindings.go), keyed by a
+// 64-bit SHA-256 prefix of the query's text.
 //
 // A 64-bit hash of a key is as good as the key here: WeChat's keys are
 // not chosen to collide (a chance of 2^-64 per pair), and a collision on
@@ -46,33 +42,37 @@ func markAt(t time.Time) int64 {
 }
 
 // bindQuery binds b's signed query to its body unless a live binding is
-// there; a live one with another body is ErrQueryReused, and nothing is
-// written.
+// there; a live one with another body is ErrQueryReused, and so is a
+// query signed before the horizon (sqlite_bindings.go), and nothing is
+// written. The binding goes into the log now, and into the table in
+// memory once the transaction commits.
 func (s *SQLite) bindQuery(tx *txn, b *Batch, now int64) error {
-	at, key := markAt(b.QueryAt), markKey(b.Query)
-	if s.legacy(at, now) {
-		var body []byte
-		found, err := tx.row("SELECT body FROM query_bindings WHERE at = 0 AND key = ? AND expires > ?", []any{key, now}, &body)
-		if err != nil || found {
-			if err == nil && !sameBody(body, b.QueryBody) {
-				err = ErrQueryReused
-			}
-			return err
+	nb := binding{key: uint64(markKey(b.Query)), body: bodyTag(b.QueryBody), expires: expirySeconds(ms(b.Now.Add(b.QueryTTL)))}
+	if at := markAt(b.QueryAt); at > 0 && at <= math.MaxUint32 {
+		nb.at = uint32(at)
+	}
+	same := func(old binding) error {
+		if old.body != nb.body {
+			return ErrQueryReused
+		}
+		return nil
+	}
+	for i := len(tx.bound) - 1; i >= 0; i-- { // this transaction's own
+		if old := tx.bound[i]; old.key == nb.key && old.live(now) {
+			return same(old.binding)
 		}
 	}
-	n, err := tx.execN(`INSERT INTO query_bindings(at, key, body, expires) VALUES(?, ?, ?, ?)
-		ON CONFLICT(at, key) DO UPDATE SET body = excluded.body, expires = excluded.expires WHERE query_bindings.expires <= ?`,
-		at, key, b.QueryBody, ms(b.Now.Add(b.QueryTTL)), now)
-	if err != nil || n > 0 {
+	if old, ok := s.bindings.find(nb.key); ok && old.live(now) {
+		return same(old)
+	}
+	if nb.at != 0 && nb.at <= s.bindings.horizon {
+		return fmt.Errorf("%w: it was signed before the oldest binding this store holds", ErrQueryReused)
+	}
+	if err := tx.exec("INSERT INTO bindings(key, body, at, expires) VALUES(?, ?, ?, ?)",
+		int64(nb.key), int64(nb.body), nb.at, nb.expires); err != nil {
 		return err
 	}
-	var body []byte
-	if _, err := tx.row("SELECT body FROM query_bindings WHERE at = ? AND key = ?", []any{at, key}, &body); err != nil {
-		return err
-	}
-	if !sameBody(body, b.QueryBody) {
-		return ErrQueryReused
-	}
+	tx.bound = append(tx.bound, madeBinding{nb, now})
 	return nil
 }
 
@@ -90,49 +90,32 @@ func (s *SQLite) markOnce(tx *txn, b *Batch, now int64) (answer []byte, duplicat
 	return answer, err == nil, err
 }
 
-// sameBody compares a binding's body hash with b's; a binding moved from
-// the version that kept 8 bytes of it compares those.
-func sameBody(stored, body []byte) bool {
-	if len(stored) == 8 && len(body) > 8 {
-		return bytes.Equal(stored, body[:8])
-	}
-	return bytes.Equal(stored, body)
-}
-
-// legacy reports whether a binding's look-up filed under at must also
-// look under 0, where the bindings of earlier versions were moved (their
-// time unknown), while any of them may be live.
-func (s *SQLite) legacy(at, now int64) bool { return at != 0 && now < s.legacyUntil }
-
-// migrateMarks moves the bindings that earlier versions kept — the
-// queries table, keyed by text, and the seen table, which held hashes
-// for memory — into query_bindings under at 0, and drops those tables. It
-// returns the latest expiry moved, until which look-ups also look there.
-// The seen table's marks were hashes, and marks are kept by their text
-// now: they are not moved, so a WeChat retry of a callback answered in
-// the last minutes before the upgrade to this version may be answered
-// again (seen existed only between two commits of one day's work).
-func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) {
+// migrateBindings moves the bindings that earlier versions kept into
+// the log: the queries table (keyed by text), the seen table (which held
+// hashes in memory, packed) and query_bindings (keyed by time and hash),
+// and drops those tables. The bindings of the first two are moved with
+// their time unknown (0). The seen table's marks were hashes, and marks
+// are kept by their text: they are not moved, so a WeChat retry of a
+// callback answered in the last minutes before the upgrade from that
+// version may be answered again (seen existed only between two commits
+// of one day's work).
+func migrateBindings(ctx context.Context, conn *sql.Conn) error {
 	var tables []string
-	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('queries', 'seen')`)
+	rows, err := conn.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('queries', 'seen', 'query_bindings')`)
 	if err != nil {
-		return 0, fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 	for rows.Next() {
 		var name string
 		if err := rows.Scan(&name); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("store: %w", err)
+			return fmt.Errorf("store: %w", err)
 		}
 		tables = append(tables, name)
 	}
 	rows.Close()
 	if len(tables) == 0 {
-		return 0, nil
-	}
-	type binding struct {
-		key, expires int64
-		body         []byte
+		return nil
 	}
 	var moved []binding
 	read := func(q string, f func(*sql.Rows) error) error {
@@ -154,10 +137,18 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 		case "queries":
 			err = read("SELECT key, expires, body FROM queries", func(r *sql.Rows) error {
 				var k string
-				var m binding
-				err := r.Scan(&k, &m.expires, &m.body)
-				m.key = markKey(k)
-				moved = append(moved, m)
+				var expires int64
+				var body []byte
+				err := r.Scan(&k, &expires, &body)
+				moved = append(moved, binding{key: uint64(markKey(k)), body: bodyTag(body), expires: expirySeconds(expires)})
+				return err
+			})
+		case "query_bindings":
+			err = read("SELECT at, key, expires, body FROM query_bindings ORDER BY at", func(r *sql.Rows) error {
+				var at, key, expires int64
+				var body []byte
+				err := r.Scan(&at, &key, &expires, &body)
+				moved = append(moved, binding{key: uint64(key), body: bodyTag(body), at: uint32(max(at, 0)), expires: expirySeconds(expires)})
 				return err
 			})
 		case "seen":
@@ -167,11 +158,11 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 					return err
 				}
 				for len(entries) >= 17 {
-					kind, key, expires := entries[0], int64(binary.BigEndian.Uint64(entries[1:9])), int64(binary.BigEndian.Uint64(entries[9:17]))
+					kind, key, expires := entries[0], binary.BigEndian.Uint64(entries[1:9]), int64(binary.BigEndian.Uint64(entries[9:17]))
 					entries = entries[17:]
 					switch {
 					case kind == 'q' && len(entries) >= 8:
-						moved = append(moved, binding{key: key, expires: expires, body: bytes.Clone(entries[:8])})
+						moved = append(moved, binding{key: key, body: bodyTag(entries[:8]), expires: expirySeconds(expires)})
 						entries = entries[8:]
 					case kind == 'm':
 						n, w := binary.Uvarint(entries)
@@ -187,22 +178,21 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 			})
 		}
 		if err != nil {
-			return 0, fmt.Errorf("store: moving the signed queries of %s: %w", table, err)
+			return fmt.Errorf("store: moving the signed queries of %s: %w", table, err)
 		}
 	}
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return 0, fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
-	fail := func(err error) (int64, error) {
+	fail := func(err error) error {
 		_, _ = conn.ExecContext(ctx, "ROLLBACK")
-		return 0, fmt.Errorf("store: moving the signed queries: %w", err)
+		return fmt.Errorf("store: moving the signed queries: %w", err)
 	}
-	for _, m := range moved {
-		if _, err := conn.ExecContext(ctx, "INSERT OR REPLACE INTO query_bindings(at, key, expires, body) VALUES(0, ?, ?, ?)",
-			m.key, m.expires, m.body); err != nil {
+	for _, b := range moved {
+		if _, err := conn.ExecContext(ctx, "INSERT INTO bindings(key, body, at, expires) VALUES(?, ?, ?, ?)",
+			int64(b.key), int64(b.body), b.at, b.expires); err != nil {
 			return fail(err)
 		}
-		until = max(until, m.expires)
 	}
 	for _, table := range tables {
 		if _, err := conn.ExecContext(ctx, "DROP TABLE IF EXISTS "+table); err != nil {
@@ -212,5 +202,36 @@ func migrateMarks(ctx context.Context, conn *sql.Conn) (until int64, err error) 
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fail(err)
 	}
-	return until, nil
+	return nil
+}
+
+// loadBindings fills t with the newest bindings of the log in force at
+// now, oldest first; the signed time of the newest of those it had no
+// room for is its horizon.
+func loadBindings(ctx context.Context, conn *sql.Conn, t *bindingTable, now int64) error {
+	var horizon sql.NullInt64
+	if err := conn.QueryRowContext(ctx, "SELECT MAX(at) FROM (SELECT at FROM bindings WHERE expires * 1000 > ? ORDER BY seq DESC LIMIT -1 OFFSET ?)",
+		now, len(t.ring)).Scan(&horizon); err != nil {
+		return fmt.Errorf("store: reading the signed queries: %w", err)
+	}
+	rows, err := conn.QueryContext(ctx, "SELECT key, body, at, expires FROM (SELECT seq, key, body, at, expires FROM bindings WHERE expires * 1000 > ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+		now, len(t.ring))
+	if err != nil {
+		return fmt.Errorf("store: reading the signed queries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key, body int64
+		var b binding
+		if err := rows.Scan(&key, &body, &b.at, &b.expires); err != nil {
+			return fmt.Errorf("store: reading the signed queries: %w", err)
+		}
+		b.key, b.body = uint64(key), uint64(body)
+		t.add(b, now)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: reading the signed queries: %w", err)
+	}
+	t.horizon = max(t.horizon, uint32(max(horizon.Int64, 0)))
+	return nil
 }

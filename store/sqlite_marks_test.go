@@ -107,17 +107,17 @@ func TestSeenPruned(t *testing.T) {
 		}
 		return n
 	}
-	if m, q := rows("marks"), rows("query_bindings"); m != 500 || q != 500 {
+	if m, q := rows("marks"), rows("bindings"); m != 500 || q != 500 {
 		t.Fatalf("rows = %d marks, %d bindings; want 500 each", m, q)
 	}
 	clk.set(base.Add(45 * time.Second))
 	clk.housekept(t)
-	if m, q := rows("marks"), rows("query_bindings"); m != 500 || q != 0 {
+	if m, q := rows("marks"), rows("bindings"); m != 500 || q != 0 {
 		t.Fatalf("past the bindings' TTL: %d marks, %d bindings; want 500 and 0", m, q)
 	}
 	clk.set(base.Add(2 * time.Minute))
 	clk.housekept(t)
-	if m, q := rows("marks"), rows("query_bindings"); m != 0 || q != 0 {
+	if m, q := rows("marks"), rows("bindings"); m != 0 || q != 0 {
 		t.Errorf("past every TTL: %d marks, %d bindings; want none", m, q)
 	}
 }
@@ -245,5 +245,58 @@ func TestSeenAnswerIsACopy(t *testing.T) {
 	a, err := s.Accept(t.Context(), &store.Batch{Now: base, Dedupe: "m", DedupeTTL: time.Minute})
 	if err != nil || string(a.Answer) != "first answer" {
 		t.Errorf("retry answer = %q, %v; want %q", a.Answer, err, "first answer")
+	}
+}
+
+// TestSeenHorizon: a store whose table of bindings is full forgets the
+// oldest, and refuses the queries signed as early as a binding it forgot
+// while in force, since it can no longer tell them from a replay; later
+// ones, and the bindings still held, are as before. The same after a
+// reopen, which holds the newest bindings of the log.
+func TestSeenHorizon(t *testing.T) {
+	dir := t.TempDir()
+	s := openSQLite(t, store.SQLiteOptions{Dir: dir, BindingSlots: 4})
+	ctx := t.Context()
+	n := 0
+	bind := func(s *store.SQLite, query string, signed time.Time, body string) error {
+		n++
+		_, err := s.Accept(ctx, &store.Batch{Now: base.Add(10 * time.Second), Query: query, QueryBody: []byte(body),
+			QueryTTL: time.Minute, QueryAt: signed, Items: []store.NewItem{item(fmt.Sprint("id", n), "u1", nil)}})
+		return err
+	}
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Second) }
+	for i := range 5 { // signed at base+0s … base+4s; the first is pushed out
+		if err := bind(s, fmt.Sprint("q", i), at(i), "body"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bind(s, "q0", at(0), "another body"); !errors.Is(err, store.ErrQueryReused) {
+		t.Errorf("another body under the binding pushed out: %v, want ErrQueryReused", err)
+	}
+	if err := bind(s, "fresh", at(0), "body"); !errors.Is(err, store.ErrQueryReused) {
+		t.Errorf("a new query signed as early as the binding pushed out: %v, want ErrQueryReused", err)
+	}
+	if err := bind(s, "q1", at(1), "another body"); !errors.Is(err, store.ErrQueryReused) {
+		t.Errorf("another body under a binding still held: %v, want ErrQueryReused", err)
+	}
+	if err := bind(s, "q1", at(1), "body"); err != nil {
+		t.Errorf("the same body under a binding still held (WeChat's retry): %v", err)
+	}
+	if err := bind(s, "later", at(1), "body"); err != nil {
+		t.Errorf("a new query signed after the binding pushed out: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The log holds q0…q4 and later; the newest four are held again.
+	s = openSQLite(t, store.SQLiteOptions{Dir: dir, BindingSlots: 4, Now: func() time.Time { return base.Add(10 * time.Second) }})
+	if err := bind(s, "q1", at(1), "another body"); !errors.Is(err, store.ErrQueryReused) {
+		t.Errorf("after a reopen, another body under a binding not held (signed at the horizon): %v, want ErrQueryReused", err)
+	}
+	if err := bind(s, "q4", at(4), "another body"); !errors.Is(err, store.ErrQueryReused) {
+		t.Errorf("after a reopen, another body under a binding held: %v, want ErrQueryReused", err)
+	}
+	if err := bind(s, "fresh2", at(2), "body"); err != nil {
+		t.Errorf("after a reopen, a new query signed after the horizon: %v", err)
 	}
 }

@@ -20,8 +20,9 @@ import (
 //     while claimed, so that a lease that runs out makes the lane due
 //     again by itself. token grows with every claim.
 //   - marks: retry-dedupe keys with the passive answer of the first copy.
-//   - query_bindings: signed callback queries with the hash of the body
-//     each served (one query, one body), filed by time (sqlite_marks.go).
+//   - bindings: signed callback queries with the hash of the body each
+//     served (one query, one body), a log in the order they came, looked
+//     up in memory (sqlite_bindings.go). Its expires is in Unix seconds.
 //   - idem: Idempotency-Keys with the request's fingerprint and ids.
 //   - windows: the last window-opening interaction per user, whether
 //     WeChat answered 45015 since, and the latest call it answered so
@@ -69,10 +70,8 @@ var schema = []string{
 	`CREATE TABLE IF NOT EXISTS early(msgid INTEGER PRIMARY KEY, status TEXT NOT NULL, at INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE TABLE IF NOT EXISTS media(key TEXT PRIMARY KEY, id TEXT NOT NULL, size INTEGER NOT NULL, mod_ns INTEGER NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
-	// Bindings are filed under their query's time, so that they arrive in
-	// order (sqlite_marks.go).
-	`CREATE TABLE IF NOT EXISTS query_bindings(at INTEGER NOT NULL, key INTEGER NOT NULL, body BLOB NOT NULL, expires INTEGER NOT NULL,
-		PRIMARY KEY(at, key)) WITHOUT ROWID`,
+	// The bindings' log, looked up in memory (sqlite_bindings.go).
+	`CREATE TABLE IF NOT EXISTS bindings(seq INTEGER PRIMARY KEY, key INTEGER NOT NULL, body INTEGER NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL)`,
 	`CREATE TABLE IF NOT EXISTS states(openid TEXT PRIMARY KEY, name TEXT NOT NULL, expires INTEGER NOT NULL) WITHOUT ROWID`,
 	`CREATE INDEX IF NOT EXISTS states_expires ON states(expires)`,
 }
@@ -570,9 +569,9 @@ func (s *SQLite) prune(tx *txn, now time.Time) (more bool, err error) {
 	}{
 		{"DELETE FROM items WHERE seq IN (SELECT seq FROM items WHERE state <> 0 AND updated < ? LIMIT ?)", ms(now.Add(-s.o.Retention))},
 		{"DELETE FROM marks WHERE key IN (SELECT key FROM marks WHERE expires <= ? LIMIT ?)", n},
-		// The bindings have no index by expiry: the oldest are the first
-		// to expire (sqlite_marks.go).
-		{"DELETE FROM query_bindings WHERE (at, key) IN (SELECT at, key FROM query_bindings ORDER BY at LIMIT ?2) AND expires <= ?1", n},
+		// The bindings' log has no index by expiry: the oldest are the
+		// first to expire (sqlite_bindings.go).
+		{"DELETE FROM bindings WHERE seq IN (SELECT seq FROM bindings ORDER BY seq LIMIT ?2) AND expires * 1000 <= ?1", n},
 		{"DELETE FROM idem WHERE key IN (SELECT key FROM idem WHERE expires <= ? LIMIT ?)", n},
 		{"DELETE FROM early WHERE msgid IN (SELECT msgid FROM early WHERE at < ? LIMIT ?)", ms(now.Add(-earlyTemplateTTL))},
 		{"DELETE FROM media WHERE key IN (SELECT key FROM media WHERE expires <= ? LIMIT ?)", n},

@@ -81,23 +81,27 @@ func envOr(key, def string) string {
 // hold the same nonce.
 var wrkQueryFiles atomic.Int64
 
-// wrkQueries writes n signed query strings (signature, timestamp and
-// nonce), one a line, for wrkScript: one signed query serves one body, so
-// each request of a run needs its own, as each of WeChat's callbacks has.
-// The timestamp is now, so the file serves a run that starts within the
-// server's maximum clock skew; the nonces are unique across the files of
-// this test binary, so runs against one server never share a query.
-func wrkQueries(t testing.TB, n int) string {
+// wrkQueries writes the signed query strings (signature, timestamp and
+// nonce) of a run of up to seconds, one a line, for wrkScript: one signed
+// query serves one body, so each request of a run needs its own, as each
+// of WeChat's callbacks has. Block k of wrkQueriesPerSecond lines is
+// signed at the returned second plus k, and wrkScript takes a request's
+// query from the block of the second it is sent in: WeChat signs each
+// callback when it sends it, so a run's timestamps advance with the clock
+// as WeChat's do. The nonces are unique across the files of this test
+// binary, so runs against one server never share a query.
+func wrkQueries(t testing.TB, seconds int) (path string, signed int64) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "queries.txt")
+	path = filepath.Join(t.TempDir(), "queries.txt")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	signed = time.Now().Unix()
 	prefix := strconv.FormatInt(wrkQueryFiles.Add(1), 10) + "0"
-	for i := range n {
+	for i := range seconds * wrkQueriesPerSecond {
+		ts := strconv.FormatInt(signed+int64(i/wrkQueriesPerSecond), 10)
 		nonce := prefix + strconv.Itoa(i)
 		w.WriteString("signature=" + wechat.Signature(testToken, ts, nonce) + "&timestamp=" + ts + "&nonce=" + nonce + "\n")
 	}
@@ -110,7 +114,7 @@ func wrkQueries(t testing.TB, n int) string {
 	// The servers measured may share this process: the collection of
 	// the garbage made here is not theirs to pay for during the run.
 	runtime.GC()
-	return path
+	return path, signed
 }
 
 // wrkQueriesPerSecond is how many signed queries runWrk prepares for
@@ -137,16 +141,17 @@ func runWrkBody(t *testing.T, script, base string, conns int, duration string, m
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("WXREPLY_WRK_DURATION %q: %w", duration, err)
 	}
-	n := max(600_000, int(d.Seconds()+1)*wrkQueriesPerSecond)
-	queries := wrkQueries(t, n)
+	// The seconds of the run, and of writing the file and wrk's reading
+	// it before the run starts.
+	queries, signed := wrkQueries(t, int(d.Seconds())+6)
 	out, err := exec.Command("wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+duration, "--latency", "-s", script,
-		base+"/wechat", "--", strconv.Itoa(msgBase), queries, kind).CombinedOutput()
+		base+"/wechat", "--", strconv.Itoa(msgBase), queries, kind, strconv.FormatInt(signed, 10), strconv.Itoa(wrkQueriesPerSecond)).CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
 	r := parseWrk(t, string(out))
-	if r.requests+conns > n {
-		t.Errorf("wrk made %d requests, more than the %d signed queries prepared for it: raise wrkQueriesPerSecond", r.requests, n)
+	if float64(r.requests) > 0.8*d.Seconds()*wrkQueriesPerSecond {
+		t.Errorf("wrk made %d requests in %v, close to the %d signed queries prepared for each second: raise wrkQueriesPerSecond", r.requests, d, wrkQueriesPerSecond)
 	}
 	return r, nil
 }
@@ -154,11 +159,12 @@ func runWrkBody(t *testing.T, script, base string, conns int, duration string, m
 // wrkScript posts a text message "hi" (the sample's greeting rule) with a
 // fresh MsgId each time, so no request is dropped as a retry, or a
 // LOCATION event (which no rule answers) with a fresh CreateTime, and a
-// signed query of its own: wrk -s SCRIPT URL -- BASE QUERIES [KIND],
-// where a run's MsgIds start at BASE, so that runs against one server are
-// not retries of each other, QUERIES is the file of wrkQueries, whose
-// line i is request i's query, and KIND is text (the default) or
-// location. It is meant for one thread (-t1).
+// signed query of its own: wrk -s SCRIPT URL -- BASE QUERIES KIND SIGNED
+// PER, where a run's MsgIds start at BASE, so that runs against one
+// server are not retries of each other, QUERIES is the file of
+// wrkQueries, whose block k of PER lines is signed at SIGNED+k, and KIND
+// is text or location. A request sent in second SIGNED+k takes the next
+// query of block k. It is meant for one thread (-t1).
 var wrkScript = fmt.Sprintf(`
 local counter = 0
 local thread_id = 0
@@ -166,9 +172,15 @@ local base = 0
 local queries = {}
 local nqueries = 0
 local kind = "text"
+local signed = 0
+local per = 0
+local second = -1
+local in_second = 0
 init = function(args)
   base = tonumber(args[1] or "0")
   kind = args[3] or "text"
+  signed = tonumber(args[4])
+  per = tonumber(args[5])
   for line in io.lines(args[2]) do
     nqueries = nqueries + 1
     queries[nqueries] = line
@@ -181,9 +193,15 @@ end
 request = function()
   counter = counter + 1
   local id = base + (tid or 0) * 100000000 + counter
-  -- Past the end, queries are used again: those requests are refused
-  -- (403), and runWrk says the file was too short.
-  local query = queries[(counter - 1) %% nqueries + 1]
+  -- The next query signed at this second. Past its block, or past the
+  -- file, queries are used again: those requests are refused (403).
+  local now = os.time() - signed
+  if now ~= second then
+    second, in_second = now, 0
+  end
+  in_second = in_second + 1
+  local line = now * per + math.min(in_second, per)
+  local query = queries[(line - 1) %% nqueries + 1]
   local body
   if kind == "location" then
     body = "<xml><ToUserName><![CDATA[gh_test0000001]]></ToUserName><FromUserName><![CDATA[oWRK_user_" .. (counter %% 500) ..
