@@ -46,7 +46,7 @@ var (
 	descPending     = prometheus.NewDesc("wxreply_outbox_pending", "Messages in the outbox not yet delivered or failed, over every instance on the store; -1 when the store cannot be read.", nil, nil)
 	descInFlight    = prometheus.NewDesc("wxreply_replies_in_flight", "Send calls under way now.", nil, nil)
 	descHealthy     = prometheus.NewDesc("wxreply_store_writable", "1 while the store can be written, 0 while callbacks are answered 503.", nil, nil)
-	descCommits     = prometheus.NewDesc("wxreply_store_commits_total", "Store transactions committed.", nil, nil)
+	descCommits     = prometheus.NewDesc("wxreply_store_commits_total", "Store batches made durable: committed, or written to the embedded store's journal.", nil, nil)
 	descCommitOps   = prometheus.NewDesc("wxreply_store_operations_total", "Store operations, grouped into the commits.", nil, nil)
 	descCommitFail  = prometheus.NewDesc("wxreply_store_commit_failures_total", "Store transactions that failed.", nil, nil)
 	descCommitTime  = prometheus.NewDesc("wxreply_store_commit_seconds_total", "Time spent in store transactions.", nil, nil)

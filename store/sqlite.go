@@ -18,16 +18,18 @@ import (
 )
 
 // The embedded store: SQLite through modernc.org/sqlite (no cgo, so the
-// static build stays), in WAL mode, written by one goroutine that
-// group-commits. Every operation, read or write, is a closure run by that
-// goroutine inside a transaction with whatever other operations were
-// waiting; each caller is answered only after the COMMIT. Under load one
-// COMMIT carries hundreds of operations; when idle, each goes at once.
+// static build stays), in WAL mode, written by one goroutine. Every
+// operation, read or write, is a closure run by that goroutine with
+// whatever other operations were waiting, as one batch; each caller is
+// answered only once its batch is durable. In a directory, that is once
+// the batch is in the journal (sqlite_journal.go), and SQLite commits the
+// batches of up to CommitEvery at once; in memory, each batch is
+// committed.
 //
 // synchronous=NORMAL: in WAL mode a committed transaction survives the
-// process's death (kill -9, a panic) because it is in the WAL file; only
-// a power cut or a kernel crash may lose the last transactions, which is
-// what the contract allows.
+// process's death (kill -9, a panic) because it is in the WAL file, as a
+// batch does once it is in the journal; only a power cut or a kernel
+// crash may lose the last ones, which is what the contract allows.
 
 // SQLiteOptions configures OpenSQLite.
 type SQLiteOptions struct {
@@ -42,6 +44,11 @@ type SQLiteOptions struct {
 	// WindowTTL is the length of the customer-service window; default
 	// 48 hours.
 	WindowTTL time.Duration
+
+	// CommitEvery is how long the writer's transaction stays open, its
+	// batches durable in the journal (sqlite_journal.go); default
+	// journalCommitEvery.
+	CommitEvery time.Duration
 
 	// BindingSlots is how many signed-query bindings are held in memory;
 	// default DefaultBindingSlots (sqlite_bindings.go).
@@ -97,10 +104,17 @@ type SQLite struct {
 	done    chan struct{} // closed when the writer returned
 	closeMu sync.Once
 
-	health atomic.Pointer[error] // nil: writable; see Healthy
-	stats  counters
+	health     atomic.Pointer[error] // nil: writable; see Healthy
+	lose       atomic.Bool           // tests: Close loses the open transaction, as a kill -9 would
+	failCommit atomic.Int32          // tests: the next commits fail
+	stats      counters
 
 	// Owned by the writer goroutine.
+	journal      *journal        // nil in memory: each batch is committed (sqlite_journal.go)
+	inTxn        bool            // the journaled transaction is open
+	txnBegan     time.Time       // when it began
+	broken       error           // a commit failed and the journal could not be run again: every operation fails
+	lastRecover  time.Time       // when recover last ran: it runs again a second later
 	bindings     *bindingTable   // the signed queries' bindings (sqlite_bindings.go)
 	touched      map[int64]int64 // windows written lately: see touch
 	lastForget   time.Time       // when touched was last cleared of the old
@@ -121,6 +135,7 @@ type op struct {
 	ctx   context.Context
 	kind  string // the Store method, for the slow-transaction log line
 	fn    func(tx *txn) error
+	rec   *opRec // a write operation to journal; nil for reads and housekeeping
 	write bool
 	err   error
 	done  chan struct{}
@@ -141,6 +156,9 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CommitEvery <= 0 {
+		o.CommitEvery = journalCommitEvery
 	}
 	s := &SQLite{
 		o: o, log: o.Logger,
@@ -225,6 +243,11 @@ func (s *SQLite) open(dsn string) error {
 	if err := loadBindings(ctx, conn, s.bindings, ms(s.o.Now())); err != nil {
 		return s.openErr(err)
 	}
+	if s.o.Dir != "" {
+		if err := s.openJournal(ctx); err != nil {
+			return s.openErr(err)
+		}
+	}
 	for _, q := range []string{
 		"DELETE FROM lanes WHERE NOT EXISTS (SELECT 1 FROM items WHERE items.openid = lanes.openid AND state = 0)",
 		"UPDATE lanes SET due_at = (SELECT next_at FROM items WHERE items.openid = lanes.openid AND state = 0 ORDER BY seq LIMIT 1)",
@@ -236,6 +259,71 @@ func (s *SQLite) open(dsn string) error {
 	return nil
 }
 
+// openJournal opens the journal and runs again the batches it holds that
+// the database does not, then commits them.
+func (s *SQLite) openJournal(ctx context.Context) error {
+	j, recs, err := openJournal(s.o.Dir)
+	if err != nil {
+		return err
+	}
+	s.journal = j
+	held, err := journalHeld(ctx, s.conn)
+	if err != nil {
+		return err
+	}
+	j.seq = max(j.seq, held)
+	// The records the database does not hold must continue it: a
+	// journal beside a database put back from a backup belongs to a
+	// later state.
+	for _, r := range recs {
+		if r.seq > held {
+			if r.seq != held+1 {
+				return s.setJournalAside(held, len(recs))
+			}
+			break
+		}
+	}
+	ran, err := s.replay(recs, held)
+	if err != nil {
+		if s.inTxn {
+			_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+			s.inTxn = false
+		}
+		return fmt.Errorf("running the journal again: %w", err)
+	}
+	if ran {
+		// Only a process that died leaves them: worth a warning.
+		s.log.Warn("store: the last run did not stop cleanly; batches recorded in the journal after the last commit were run again",
+			"store", s.where(), "records", j.seq-held)
+		if err := s.commitTxn(); err != nil {
+			return fmt.Errorf("committing the journal: %w", err)
+		}
+		return nil
+	}
+	return j.reset()
+}
+
+// setJournalAside renames a journal that does not continue the database,
+// keeping it for the operator, and starts a new one.
+func (s *SQLite) setJournalAside(held uint64, records int) error {
+	path := filepath.Join(s.o.Dir, journalName)
+	aside := path + "." + time.Now().UTC().Format("20060102T150405")
+	s.journal.f.Close()
+	s.journal = nil
+	if err := os.Rename(path, aside); err != nil {
+		return fmt.Errorf("setting the journal aside: %w", err)
+	}
+	s.log.Warn("store: the journal does not continue the database (was the database put back from a backup?): set aside, not run",
+		"store", s.where(), "journal", aside, "records", records)
+	j, _, err := openJournal(s.o.Dir)
+	if err != nil {
+		return err
+	}
+	j.seq = held
+	s.journal = j
+	return nil
+}
+
 func (s *SQLite) openErr(err error) error {
 	if s.o.Dir != "" {
 		return fmt.Errorf("store %s: %w", s.o.Dir, err)
@@ -244,6 +332,9 @@ func (s *SQLite) openErr(err error) error {
 }
 
 func (s *SQLite) release() {
+	if s.journal != nil {
+		s.journal.f.Close()
+	}
 	if s.conn != nil {
 		s.conn.Close()
 	}
@@ -265,7 +356,7 @@ func (s *SQLite) Close() error {
 	}
 	var err error
 	if s.conn != nil {
-		if s.o.Dir != "" {
+		if s.o.Dir != "" && !s.lose.Load() {
 			// Fold the WAL back into the database, so that a copy of
 			// the file alone is a whole backup.
 			_, _ = s.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
@@ -301,7 +392,11 @@ func (s *SQLite) Stats() Stats { return s.stats.snapshot() }
 // error because ctx ended, fn may still be running in the writer: its
 // caller must not read what fn fills in, and returns zero values.
 func (s *SQLite) do(ctx context.Context, kind string, write bool, fn func(tx *txn) error) error {
-	o := &op{ctx: ctx, kind: kind, fn: fn, write: write, done: make(chan struct{})}
+	return s.submit(ctx, &op{ctx: ctx, kind: kind, fn: fn, write: write, done: make(chan struct{})})
+}
+
+// submit hands o to the writer and waits for it, as do.
+func (s *SQLite) submit(ctx context.Context, o *op) error {
 	select {
 	case <-s.stopped:
 		return ErrClosed
@@ -348,14 +443,22 @@ func (s *SQLite) writer() {
 	batch := make([]*op, 0, maxBatch)
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	// commit fires when the journaled transaction has been open for
+	// CommitEvery (commitDue).
+	commit := time.NewTimer(time.Hour)
+	commit.Stop()
 	prev := 0 // operations in the last batch
 	for {
 		batch = batch[:0]
 		select {
 		case o := <-s.ops:
 			batch = append(batch, o)
+		case <-commit.C:
+			s.commitDue(commit)
+			continue
 		case <-tick.C:
 			s.housekeep()
+			s.commitDue(commit)
 			continue
 		case <-s.stopped:
 			// Finish what was submitted before Close.
@@ -370,6 +473,16 @@ func (s *SQLite) writer() {
 				default:
 					if len(batch) > 0 {
 						s.run(batch)
+					}
+					if s.inTxn && s.lose.Load() {
+						_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+						s.inTxn = false
+					}
+					if s.inTxn {
+						if err := s.commitTxn(); err != nil {
+							s.log.Error("store: the last batches could not be committed; they stay in the journal for the next start",
+								"store", s.where(), "error", err.Error())
+						}
 					}
 					return
 				}
@@ -412,7 +525,115 @@ func (s *SQLite) writer() {
 		if s.pruneBehind && time.Since(s.lastChunk) >= pruneGap {
 			s.pruneChunk(s.o.Now())
 		}
+		s.commitDue(commit)
 	}
+}
+
+// commitDue commits the journaled transaction once it has been open for
+// CommitEvery, or sets commit to fire then; after a failed commit it runs
+// the journal again (sqlite_journal.go).
+func (s *SQLite) commitDue(commit *time.Timer) {
+	if s.journal == nil {
+		return
+	}
+	if s.broken != nil {
+		if time.Since(s.lastRecover) >= time.Second {
+			s.recover()
+		}
+		return
+	}
+	if !s.inTxn {
+		return
+	}
+	if open := time.Since(s.txnBegan); open < s.o.CommitEvery {
+		commit.Reset(s.o.CommitEvery - open)
+		return
+	}
+	commit.Stop()
+	if err := s.commitTxn(); err != nil {
+		s.recover()
+	}
+}
+
+// commitTxn commits the journaled transaction with the number of the
+// last journal record it holds, and empties the journal. When the COMMIT
+// fails the transaction is rolled back, and the store is broken until
+// recover runs the journal again.
+func (s *SQLite) commitTxn() error {
+	start := time.Now()
+	ctx := context.Background()
+	s.inTxn = false
+	_, err := s.conn.ExecContext(ctx, "INSERT OR REPLACE INTO meta(key, value) VALUES('journal', ?)", int64(s.journal.seq))
+	if err == nil && s.failCommit.Add(-1) >= 0 {
+		err = errors.New("a commit failed for the test")
+	}
+	if err == nil {
+		_, err = s.conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		s.failed(err, true)
+		s.broken = s.dbErr(err)
+		s.log.Error("store: a commit failed; the batches since the last one are run again from the journal",
+			"store", s.where(), "error", err.Error())
+		return err
+	}
+	if took := time.Since(start); took > slowCommit {
+		s.log.Warn("slow store commit", "store", s.where(), "duration_ms", took.Milliseconds())
+	}
+	if err := s.journal.reset(); err != nil {
+		// The database holds every record: the next start skips them.
+		s.log.Error("store: the journal could not be emptied", "store", s.where(), "error", err.Error())
+	}
+	return nil
+}
+
+// recover runs the journal again into a new transaction after a failed
+// commit, from the state of the last one: the table of bindings and the
+// memory of touched windows go back to it too. The store is broken (every
+// operation fails) until it succeeds; the writer tries again a second
+// later.
+func (s *SQLite) recover() {
+	ctx := context.Background()
+	s.lastRecover = time.Now()
+	if s.inTxn {
+		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+		s.inTxn = false
+	}
+	if s.broken == nil {
+		s.broken = errors.New("store: the journaled transaction was lost")
+	}
+	s.touched = make(map[int64]int64)
+	s.bindings = newBindingTable(s.o.BindingSlots)
+	err := loadBindings(ctx, s.conn, s.bindings, ms(s.o.Now()))
+	var recs []journalRecord
+	var held uint64
+	if err == nil {
+		recs, err = s.journal.records()
+	}
+	if err == nil {
+		held, err = journalHeld(ctx, s.conn)
+	}
+	if err == nil {
+		_, err = s.replay(recs, held)
+	}
+	if err == nil && s.inTxn {
+		err = s.commitTxn()
+		if err != nil {
+			return // broken again; commitTxn logged it
+		}
+	}
+	if err != nil {
+		if s.inTxn {
+			_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+			s.inTxn = false
+		}
+		s.broken = s.dbErr(err)
+		s.log.Error("store: the journal could not be run again; every operation fails until it can", "store", s.where(), "error", err.Error())
+		return
+	}
+	s.broken = nil
+	s.log.Info("store: the journal was run again and committed", "store", s.where())
 }
 
 // lingerFor is how long the writer waits for more operations once
@@ -507,6 +728,9 @@ func (s *SQLite) run(batch []*op) {
 // a database error that rolled the transaction back, after which the
 // ops' errs are not final.
 func (s *SQLite) runTxn(ops []*op) error {
+	if s.journal != nil {
+		return s.runJournaled(ops)
+	}
 	start := time.Now()
 	ctx := context.Background()
 	tx := &txn{s: s, ctx: ctx}
@@ -543,17 +767,97 @@ func (s *SQLite) runTxn(ops []*op) error {
 	for _, b := range tx.bound {
 		s.bindings.add(b.binding, b.now)
 	}
+	s.ended(tx, ops, start, "begin_ms", began.Milliseconds(), "statements_ms", (ran - began).Milliseconds())
+	return nil
+}
+
+// ended counts a batch made durable, logs it when slow (with detail), and
+// makes the store healthy again when the batch needed room.
+func (s *SQLite) ended(tx *txn, ops []*op, start time.Time, detail ...any) {
 	took := time.Since(start)
 	s.stats.commit(len(ops), took)
 	if took > slowCommit {
-		s.log.Warn("slow store transaction", "store", s.where(), "duration_ms", took.Milliseconds(),
-			"operations", len(ops), "first", ops[0].kind,
-			"begin_ms", began.Milliseconds(), "statements_ms", (ran - began).Milliseconds())
+		s.log.Warn("slow store transaction", append([]any{"store", s.where(), "duration_ms", took.Milliseconds(),
+			"operations", len(ops), "first", ops[0].kind}, detail...)...)
 	}
 	if tx.grew && s.health.Load() != nil {
 		s.health.Store(nil)
 		s.log.Info("store writable again", "store", s.where())
 	}
+}
+
+// runJournaled runs ops in a savepoint of the journaled transaction
+// (beginning it when needed), appends the write operations that changed
+// something to the journal, and sets each op's err; see runTxn.
+func (s *SQLite) runJournaled(ops []*op) error {
+	start := time.Now()
+	ctx := context.Background()
+	fail := func(err error) error {
+		for _, o := range ops {
+			o.err = err
+		}
+		return err
+	}
+	if s.broken != nil {
+		return fail(s.broken)
+	}
+	if !s.inTxn {
+		if _, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			s.failed(err, true)
+			return fail(s.dbErr(err))
+		}
+		s.inTxn, s.txnBegan = true, start
+	}
+	tx := &txn{s: s, ctx: ctx}
+	if err := tx.exec("SAVEPOINT batch"); err != nil {
+		s.failed(err, true)
+		return fail(s.dbErr(err))
+	}
+	// undo takes the batch back; if the transaction itself is gone (an
+	// error SQLite answers by rolling it back), the journal is run again.
+	undo := func() {
+		if err := tx.exec("ROLLBACK TO batch"); err != nil {
+			s.inTxn = false
+			s.recover() // the memory of touched windows goes back with it
+			return
+		}
+		_ = tx.exec("RELEASE batch")
+		for i := len(tx.undo) - 1; i >= 0; i-- {
+			tx.undo[i]()
+		}
+	}
+	var recs []opRec
+	for _, o := range ops {
+		err := o.fn(tx)
+		if err != nil && !logical(err) {
+			undo()
+			s.failed(err, o.write)
+			return fail(s.dbErr(err))
+		}
+		o.err = err
+		if o.rec != nil && err == nil {
+			recs = append(recs, o.rec.journaled())
+		}
+	}
+	ran := time.Since(start)
+	if len(recs) > 0 {
+		if err := s.journal.append(recs); err != nil {
+			undo()
+			s.failed(err, true)
+			return fail(err)
+		}
+	}
+	if err := tx.exec("RELEASE batch"); err != nil {
+		// Not expected: the batch is in the journal, so run it again
+		// (its bindings with it).
+		s.inTxn = false
+		s.recover()
+	} else {
+		for _, b := range tx.bound {
+			s.bindings.add(b.binding, b.now)
+		}
+	}
+	s.ended(tx, ops, start, "statements_ms", ran.Milliseconds())
 	return nil
 }
 

@@ -87,72 +87,74 @@ func fromMS(v int64) time.Time {
 
 // Accept records b in one transaction.
 func (s *SQLite) Accept(ctx context.Context, b *Batch) (Accepted, error) {
-	var res Accepted
-	err := s.do(ctx, "Accept", true, func(tx *txn) error {
-		res = Accepted{}
-		now := ms(b.Now)
-		if b.IdemKey != "" {
-			var fp []byte
-			var ids string
-			found, err := tx.row("SELECT fp, ids FROM idem WHERE key = ? AND expires > ?", []any{b.IdemKey, now}, &fp, &ids)
-			if err != nil {
-				return err
-			}
-			if found {
-				if !bytes.Equal(fp, b.IdemFingerprint) {
-					return ErrIdempotencyConflict
-				}
-				res = Accepted{IDs: splitIDs(ids), Duplicate: true}
-				return nil
-			}
-		}
-		// The query before the mark: a query used for another body
-		// refuses the batch before anything is written (sqlite_marks.go).
-		if b.Query != "" {
-			if err := s.bindQuery(tx, b, now); err != nil {
-				return err
-			}
-		}
-		if b.Dedupe != "" {
-			answer, duplicate, err := s.markOnce(tx, b, now)
-			if err != nil {
-				return err
-			}
-			if duplicate {
-				res = Accepted{Answer: answer, Duplicate: true}
-				return nil
-			}
-		}
-		if b.Touch != "" {
-			if err := touch(tx, b.Touch, now); err != nil {
-				return err
-			}
-		}
-		if err := putState(tx, b); err != nil {
-			return err
-		}
-		ids := make([]string, len(b.Items))
-		for i, it := range b.Items {
-			if err := tx.exec(`INSERT INTO items(id, openid, msgtype, rule, in_msg_id, payload, next_at, created, updated)
-				VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, it.ID, it.OpenID, it.MsgType, it.Rule, it.InMsgID, it.Payload, now, now, now); err != nil {
-				return err
-			}
-			ids[i] = it.ID
-		}
-		if b.IdemKey != "" {
-			if err := tx.exec("INSERT OR REPLACE INTO idem(key, fp, ids, expires) VALUES(?, ?, ?, ?)",
-				b.IdemKey, b.IdemFingerprint, joinIDs(ids), ms(b.Now.Add(b.IdemTTL))); err != nil {
-				return err
-			}
-		}
-		res = Accepted{IDs: ids, Answer: b.Answer}
-		tx.grew = true
-		return nil
-	})
-	if err != nil {
+	var out opOut
+	if err := s.write(ctx, &opRec{Kind: opAccept, Batch: b}, &out); err != nil {
 		return Accepted{}, err
 	}
-	return res, nil
+	return out.accepted, nil
+}
+
+// accept is Accept in the writer.
+func (s *SQLite) accept(tx *txn, b *Batch, out *opOut) error {
+	out.accepted = Accepted{}
+	now := ms(b.Now)
+	if b.IdemKey != "" {
+		var fp []byte
+		var ids string
+		found, err := tx.row("SELECT fp, ids FROM idem WHERE key = ? AND expires > ?", []any{b.IdemKey, now}, &fp, &ids)
+		if err != nil {
+			return err
+		}
+		if found {
+			if !bytes.Equal(fp, b.IdemFingerprint) {
+				return ErrIdempotencyConflict
+			}
+			out.accepted = Accepted{IDs: splitIDs(ids), Duplicate: true}
+			return nil
+		}
+	}
+	// The query before the mark: a query used for another body
+	// refuses the batch before anything is written (sqlite_marks.go).
+	if b.Query != "" {
+		if err := s.bindQuery(tx, b, now); err != nil {
+			return err
+		}
+	}
+	if b.Dedupe != "" {
+		answer, duplicate, err := s.markOnce(tx, b, now)
+		if err != nil {
+			return err
+		}
+		if duplicate {
+			out.accepted = Accepted{Answer: answer, Duplicate: true}
+			return nil
+		}
+	}
+	if b.Touch != "" {
+		if err := touch(tx, b.Touch, now); err != nil {
+			return err
+		}
+	}
+	if err := putState(tx, b); err != nil {
+		return err
+	}
+	ids := make([]string, len(b.Items))
+	for i, it := range b.Items {
+		if err := tx.exec(`INSERT INTO items(id, openid, msgtype, rule, in_msg_id, payload, next_at, created, updated)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, it.ID, it.OpenID, it.MsgType, it.Rule, it.InMsgID, it.Payload, now, now, now); err != nil {
+			return err
+		}
+		ids[i] = it.ID
+	}
+	if b.IdemKey != "" {
+		if err := tx.exec("INSERT OR REPLACE INTO idem(key, fp, ids, expires) VALUES(?, ?, ?, ?)",
+			b.IdemKey, b.IdemFingerprint, joinIDs(ids), ms(b.Now.Add(b.IdemTTL))); err != nil {
+			return err
+		}
+	}
+	out.accepted = Accepted{IDs: ids, Answer: b.Answer}
+	tx.grew = true
+	return nil
 }
 
 // joinIDs keeps an idempotency key's IDs as a JSON array: push clients
@@ -227,81 +229,82 @@ const touchGrain = time.Minute
 
 // Claim leases up to max due lanes.
 func (s *SQLite) Claim(ctx context.Context, now time.Time, max int, lease time.Duration) ([]Claim, time.Time, error) {
-	var claims []Claim
-	var next time.Time
-	err := s.do(ctx, "Claim", true, func(tx *txn) error {
-		claims, next = claims[:0], time.Time{}
-		n := ms(now)
-		var paused int64
-		if _, err := tx.row("SELECT value FROM meta WHERE key = 'paused_until'", nil, &paused); err != nil {
-			return err
-		}
-		if paused > n {
-			next = fromMS(paused)
-			return nil
-		}
-		// The due lanes with their head items and windows, in one query.
-		rows, err := tx.query(`SELECT l.openid, l.token, i.seq, i.id, i.msgtype, i.rule, i.in_msg_id, i.payload, i.attempts,
-				i.last_error, i.created, i.next_at, w.last, w.closed
-			FROM lanes l
-			LEFT JOIN items i ON i.seq = (SELECT seq FROM items WHERE openid = l.openid AND state = 0 ORDER BY seq LIMIT 1)
-			LEFT JOIN windows w ON w.openid = l.openid
-			WHERE l.due_at <= ? ORDER BY l.due_at LIMIT ?`, n, max)
-		if err != nil {
-			return err
-		}
-		var empty []string // lanes with no waiting item
-		for rows.Next() {
-			var c Claim
-			it := &c.Item
-			var seq, attempts, created, nextAt, last, closed sql.NullInt64
-			var id, msgtype, rule, inMsgID, lastError sql.NullString
-			if err := rows.Scan(&it.OpenID, &c.Token, &seq, &id, &msgtype, &rule, &inMsgID, &it.Payload, &attempts,
-				&lastError, &created, &nextAt, &last, &closed); err != nil {
-				rows.Close()
-				return err
-			}
-			if !seq.Valid {
-				empty = append(empty, it.OpenID)
-				continue
-			}
-			c.Token++
-			it.Seq, it.ID, it.MsgType, it.Rule, it.InMsgID = seq.Int64, id.String, msgtype.String, rule.String, inMsgID.String
-			it.Attempts, it.LastError = int(attempts.Int64), lastError.String
-			it.Created, it.NextAt = fromMS(created.Int64), fromMS(nextAt.Int64)
-			if last.Valid {
-				c.Window = Window{Known: true, Last: fromMS(last.Int64), Closed: closed.Int64 != 0}
-			}
-			claims = append(claims, c)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, openid := range empty {
-			if err := tx.exec("DELETE FROM lanes WHERE openid = ?", openid); err != nil {
-				return err
-			}
-		}
-		until := ms(now.Add(lease))
-		for _, c := range claims {
-			if err := tx.exec("UPDATE lanes SET due_at = ?, token = ? WHERE openid = ?", until, c.Token, c.Item.OpenID); err != nil {
-				return err
-			}
-		}
-		var earliest sql.NullInt64
-		if _, err := tx.row("SELECT MIN(due_at) FROM lanes", nil, &earliest); err != nil {
-			return err
-		}
-		if earliest.Valid {
-			next = fromMS(earliest.Int64)
-		}
-		return nil
-	})
-	if err != nil {
+	var out opOut
+	if err := s.write(ctx, &opRec{Kind: opClaim, Now: now, Max: max, Lease: lease}, &out); err != nil {
 		return nil, time.Time{}, err
 	}
-	return claims, next, nil
+	return out.claims, out.next, nil
+}
+
+// claim is Claim in the writer.
+func (s *SQLite) claim(tx *txn, now time.Time, max int, lease time.Duration, out *opOut) error {
+	out.claims, out.next = out.claims[:0], time.Time{}
+	n := ms(now)
+	var paused int64
+	if _, err := tx.row("SELECT value FROM meta WHERE key = 'paused_until'", nil, &paused); err != nil {
+		return err
+	}
+	if paused > n {
+		out.next = fromMS(paused)
+		return nil
+	}
+	// The due lanes with their head items and windows, in one query.
+	rows, err := tx.query(`SELECT l.openid, l.token, i.seq, i.id, i.msgtype, i.rule, i.in_msg_id, i.payload, i.attempts,
+			i.last_error, i.created, i.next_at, w.last, w.closed
+		FROM lanes l
+		LEFT JOIN items i ON i.seq = (SELECT seq FROM items WHERE openid = l.openid AND state = 0 ORDER BY seq LIMIT 1)
+		LEFT JOIN windows w ON w.openid = l.openid
+		WHERE l.due_at <= ? ORDER BY l.due_at LIMIT ?`, n, max)
+	if err != nil {
+		return err
+	}
+	var empty []string // lanes with no waiting item
+	for rows.Next() {
+		var c Claim
+		it := &c.Item
+		var seq, attempts, created, nextAt, last, closed sql.NullInt64
+		var id, msgtype, rule, inMsgID, lastError sql.NullString
+		if err := rows.Scan(&it.OpenID, &c.Token, &seq, &id, &msgtype, &rule, &inMsgID, &it.Payload, &attempts,
+			&lastError, &created, &nextAt, &last, &closed); err != nil {
+			rows.Close()
+			return err
+		}
+		if !seq.Valid {
+			empty = append(empty, it.OpenID)
+			continue
+		}
+		c.Token++
+		it.Seq, it.ID, it.MsgType, it.Rule, it.InMsgID = seq.Int64, id.String, msgtype.String, rule.String, inMsgID.String
+		it.Attempts, it.LastError = int(attempts.Int64), lastError.String
+		it.Created, it.NextAt = fromMS(created.Int64), fromMS(nextAt.Int64)
+		if last.Valid {
+			c.Window = Window{Known: true, Last: fromMS(last.Int64), Closed: closed.Int64 != 0}
+		}
+		out.claims = append(out.claims, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, openid := range empty {
+		if err := tx.exec("DELETE FROM lanes WHERE openid = ?", openid); err != nil {
+			return err
+		}
+	}
+	until := ms(now.Add(lease))
+	for _, c := range out.claims {
+		if err := tx.exec("UPDATE lanes SET due_at = ?, token = ? WHERE openid = ?", until, c.Token, c.Item.OpenID); err != nil {
+			return err
+		}
+	}
+	var earliest sql.NullInt64
+	if _, err := tx.row("SELECT MIN(due_at) FROM lanes", nil, &earliest); err != nil {
+		return err
+	}
+	if earliest.Valid {
+		out.next = fromMS(earliest.Int64)
+	}
+	return nil
 }
 
 func window(tx *txn, openid string) (Window, error) {
@@ -344,112 +347,122 @@ func advance(tx *txn, openid string) error {
 
 // Complete ends a claimed item.
 func (s *SQLite) Complete(ctx context.Context, c Claim, f Final) (Status, error) {
-	var st Status
-	err := s.do(ctx, "Complete", true, func(tx *txn) error {
-		state := 1
-		if !f.Delivered {
-			state = 2
-		}
-		var msgid any
-		if f.MsgID != 0 {
-			msgid = f.MsgID
-		}
-		now := ms(f.Now)
-		// The lease check and the update in one statement: it changes
-		// the item only while the item waits and its lane's token is the
-		// claim's (what holds checks).
-		n, err := tx.execN(`UPDATE items SET state = ?, reason = ?, errcode = ?, attempts = ?, msgid = ?, last_error = ?, updated = ?
-			WHERE seq = ? AND state = 0 AND (SELECT token FROM lanes WHERE openid = ?) = ?`,
-			state, f.Reason, f.ErrCode, f.Attempts, msgid, f.LastError, now, c.Item.Seq, c.Item.OpenID, c.Token)
+	var out opOut
+	if err := s.write(ctx, &opRec{Kind: opComplete, Claim: &c, Final: &f}, &out); err != nil {
+		return Status{}, err
+	}
+	return out.status, nil
+}
+
+// complete is Complete in the writer.
+func (s *SQLite) complete(tx *txn, c *Claim, f *Final, out *opOut) error {
+	state := 1
+	if !f.Delivered {
+		state = 2
+	}
+	var msgid any
+	if f.MsgID != 0 {
+		msgid = f.MsgID
+	}
+	now := ms(f.Now)
+	// The lease check and the update in one statement: it changes
+	// the item only while the item waits and its lane's token is the
+	// claim's (what holds checks).
+	n, err := tx.execN(`UPDATE items SET state = ?, reason = ?, errcode = ?, attempts = ?, msgid = ?, last_error = ?, updated = ?
+		WHERE seq = ? AND state = 0 AND (SELECT token FROM lanes WHERE openid = ?) = ?`,
+		state, f.Reason, f.ErrCode, f.Attempts, msgid, f.LastError, now, c.Item.Seq, c.Item.OpenID, c.Token)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrLeaseLost
+	}
+	if f.MsgID != 0 {
+		var status string
+		found, err := tx.row("SELECT status FROM early WHERE msgid = ?", []any{f.MsgID}, &status)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return ErrLeaseLost
-		}
-		if f.MsgID != 0 {
-			var status string
-			found, err := tx.row("SELECT status FROM early WHERE msgid = ?", []any{f.MsgID}, &status)
-			if err != nil {
+		if found {
+			if err := tx.exec("UPDATE items SET template_status = ? WHERE seq = ?", status, c.Item.Seq); err != nil {
 				return err
 			}
-			if found {
-				if err := tx.exec("UPDATE items SET template_status = ? WHERE seq = ?", status, c.Item.Seq); err != nil {
-					return err
-				}
-				if err := tx.exec("DELETE FROM early WHERE msgid = ?", f.MsgID); err != nil {
-					return err
-				}
+			if err := tx.exec("DELETE FROM early WHERE msgid = ?", f.MsgID); err != nil {
+				return err
 			}
 		}
-		if err := advance(tx, c.Item.OpenID); err != nil {
-			return err
-		}
-		if f.MsgID != 0 {
-			st, _, err = statusOf(tx, "seq", c.Item.Seq)
-			return err
-		}
-		// Nothing but the claim and f changed the item: no read needed.
-		it := c.Item
-		st = Status{ID: it.ID, State: [...]string{StateQueued, StateDelivered, StateFailed}[state], Reason: f.Reason,
-			ErrCode: f.ErrCode, Attempts: f.Attempts, OpenID: it.OpenID, Rule: it.Rule, InMsgID: it.InMsgID,
-			MsgType: it.MsgType, LastError: f.LastError, Created: it.Created, Updated: fromMS(now)}
-		return nil
-	})
-	if err != nil {
-		return Status{}, err
 	}
-	return st, nil
+	if err := advance(tx, c.Item.OpenID); err != nil {
+		return err
+	}
+	if f.MsgID != 0 {
+		out.status, _, err = statusOf(tx, "seq", c.Item.Seq)
+		return err
+	}
+	// Nothing but the claim and f changed the item: no read needed.
+	it := c.Item
+	out.status = Status{ID: it.ID, State: [...]string{StateQueued, StateDelivered, StateFailed}[state], Reason: f.Reason,
+		ErrCode: f.ErrCode, Attempts: f.Attempts, OpenID: it.OpenID, Rule: it.Rule, InMsgID: it.InMsgID,
+		MsgType: it.MsgType, LastError: f.LastError, Created: it.Created, Updated: fromMS(now)}
+	return nil
 }
 
 // Retry parks a claimed item until r.At.
 func (s *SQLite) Retry(ctx context.Context, c Claim, r Retry) error {
-	return s.do(ctx, "Retry", true, func(tx *txn) error {
-		if err := holds(tx, c); err != nil {
-			return err
-		}
-		if err := tx.exec("UPDATE items SET attempts = ?, last_error = ?, next_at = ?, updated = ? WHERE seq = ?",
-			r.Attempts, r.LastError, ms(r.At), ms(r.Now), c.Item.Seq); err != nil {
-			return err
-		}
-		return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(r.At), c.Item.OpenID)
-	})
+	return s.write(ctx, &opRec{Kind: opRetry, Claim: &c, Retry: &r}, nil)
+}
+
+// retry is Retry in the writer.
+func (s *SQLite) retry(tx *txn, c *Claim, r *Retry) error {
+	if err := holds(tx, *c); err != nil {
+		return err
+	}
+	if err := tx.exec("UPDATE items SET attempts = ?, last_error = ?, next_at = ?, updated = ? WHERE seq = ?",
+		r.Attempts, r.LastError, ms(r.At), ms(r.Now), c.Item.Seq); err != nil {
+		return err
+	}
+	return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(r.At), c.Item.OpenID)
 }
 
 // Release gives a claimed item back, due at now.
 func (s *SQLite) Release(ctx context.Context, c Claim, now time.Time) error {
-	return s.do(ctx, "Release", true, func(tx *txn) error {
-		if err := holds(tx, c); err != nil {
-			return err
-		}
-		return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(now), c.Item.OpenID)
-	})
+	return s.write(ctx, &opRec{Kind: opRelease, Claim: &c, Now: now}, nil)
+}
+
+// releaseClaim is Release in the writer.
+func (s *SQLite) releaseClaim(tx *txn, c *Claim, now time.Time) error {
+	if err := holds(tx, *c); err != nil {
+		return err
+	}
+	return tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(now), c.Item.OpenID)
 }
 
 // Extend renews the leases of the claims still held.
 func (s *SQLite) Extend(ctx context.Context, claims []Claim, until time.Time) ([]string, error) {
-	var lost []string
-	err := s.do(ctx, "Extend", true, func(tx *txn) error {
-		lost = lost[:0]
-		for _, c := range claims {
-			err := holds(tx, c)
-			if errors.Is(err, ErrLeaseLost) {
-				lost = append(lost, c.Item.ID)
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if err := tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(until), c.Item.OpenID); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	var out opOut
+	if err := s.write(ctx, &opRec{Kind: opExtend, Claims: claims, Until: until}, &out); err != nil {
 		return nil, err
 	}
-	return lost, nil
+	return out.lost, nil
+}
+
+// extend is Extend in the writer.
+func (s *SQLite) extend(tx *txn, claims []Claim, until time.Time, out *opOut) error {
+	out.lost = out.lost[:0]
+	for _, c := range claims {
+		err := holds(tx, c)
+		if errors.Is(err, ErrLeaseLost) {
+			out.lost = append(out.lost, c.Item.ID)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := tx.exec("UPDATE lanes SET due_at = ? WHERE openid = ?", ms(until), c.Item.OpenID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const statusColumns = `id, state, reason, errcode, attempts, openid, rule, in_msg_id, msgtype, COALESCE(msgid, 0),
@@ -506,43 +519,50 @@ func (s *SQLite) Window(ctx context.Context, openid string) (Window, error) {
 // keeps the latest such call: only an interaction later than it reopens
 // the window (and it dates the row for pruning).
 func (s *SQLite) CloseWindow(ctx context.Context, openid string, asked, _ time.Time) error {
-	return s.do(ctx, "CloseWindow", true, func(tx *txn) error {
-		delete(s.touched, markKey(openid)) // the next touch may reopen it: see touch
-		return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
-			ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = max(windows.closed_at, excluded.closed_at)
-			WHERE windows.last <= excluded.closed_at`,
-			openid, ms(asked))
-	})
+	return s.write(ctx, &opRec{Kind: opCloseWindow, OpenID: openid, Asked: asked}, nil)
+}
+
+// closeWindow is CloseWindow in the writer.
+func (s *SQLite) closeWindow(tx *txn, openid string, asked time.Time) error {
+	delete(s.touched, markKey(openid)) // the next touch may reopen it: see touch
+	return tx.exec(`INSERT INTO windows(openid, last, closed, closed_at) VALUES(?, 0, 1, ?)
+		ON CONFLICT(openid) DO UPDATE SET closed = 1, closed_at = max(windows.closed_at, excluded.closed_at)
+		WHERE windows.last <= excluded.closed_at`,
+		openid, ms(asked))
 }
 
 // Pause stops claims until until.
 func (s *SQLite) Pause(ctx context.Context, until time.Time) error {
-	return s.do(ctx, "Pause", true, func(tx *txn) error {
-		return tx.exec(`INSERT INTO meta(key, value) VALUES('paused_until', ?)
-			ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value`, ms(until))
-	})
+	return s.write(ctx, &opRec{Kind: opPause, Until: until}, nil)
+}
+
+// pause is Pause in the writer.
+func (s *SQLite) pause(tx *txn, until time.Time) error {
+	return tx.exec(`INSERT INTO meta(key, value) VALUES('paused_until', ?)
+		ON CONFLICT(key) DO UPDATE SET value = excluded.value WHERE excluded.value > meta.value`, ms(until))
 }
 
 // TemplateFinished records a template delivery report.
 func (s *SQLite) TemplateFinished(ctx context.Context, msgid int64, status string, now time.Time) (Status, bool, error) {
-	var st Status
-	var ok bool
-	err := s.do(ctx, "TemplateFinished", true, func(tx *txn) error {
-		st, ok = Status{}, false
-		n, err := tx.execN("UPDATE items SET template_status = ?, updated = ? WHERE msgid = ?", status, ms(now), msgid)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return tx.exec("INSERT OR REPLACE INTO early(msgid, status, at) VALUES(?, ?, ?)", msgid, status, ms(now))
-		}
-		st, ok, err = statusOf(tx, "msgid", msgid)
-		return err
-	})
-	if err != nil {
+	var out opOut
+	if err := s.write(ctx, &opRec{Kind: opTemplateFinished, MsgID: msgid, Status: status, Now: now}, &out); err != nil {
 		return Status{}, false, err
 	}
-	return st, ok, nil
+	return out.status, out.found, nil
+}
+
+// templateFinished is TemplateFinished in the writer.
+func (s *SQLite) templateFinished(tx *txn, msgid int64, status string, now time.Time, out *opOut) error {
+	out.status, out.found = Status{}, false
+	n, err := tx.execN("UPDATE items SET template_status = ?, updated = ? WHERE msgid = ?", status, ms(now), msgid)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return tx.exec("INSERT OR REPLACE INTO early(msgid, status, at) VALUES(?, ?, ?)", msgid, status, ms(now))
+	}
+	out.status, out.found, err = statusOf(tx, "msgid", msgid)
+	return err
 }
 
 // Pending counts the waiting items.
@@ -635,15 +655,21 @@ func (s *SQLite) Media(ctx context.Context, key string, now time.Time) (Media, b
 
 // PutMedia records an upload under key.
 func (s *SQLite) PutMedia(ctx context.Context, key string, m Media) error {
-	return s.do(ctx, "PutMedia", true, func(tx *txn) error {
-		return tx.exec("INSERT OR REPLACE INTO media(key, id, size, mod_ns, expires) VALUES(?, ?, ?, ?, ?)",
-			key, m.ID, m.Size, m.ModTime.UnixNano(), ms(m.Expires))
-	})
+	return s.write(ctx, &opRec{Kind: opPutMedia, Key: key, Media: &m}, nil)
+}
+
+// putMedia is PutMedia in the writer.
+func (s *SQLite) putMedia(tx *txn, key string, m *Media) error {
+	return tx.exec("INSERT OR REPLACE INTO media(key, id, size, mod_ns, expires) VALUES(?, ?, ?, ?, ?)",
+		key, m.ID, m.Size, m.ModTime.UnixNano(), ms(m.Expires))
 }
 
 // DeleteMedia forgets the upload under key.
 func (s *SQLite) DeleteMedia(ctx context.Context, key string) error {
-	return s.do(ctx, "DeleteMedia", true, func(tx *txn) error {
-		return tx.exec("DELETE FROM media WHERE key = ?", key)
-	})
+	return s.write(ctx, &opRec{Kind: opDeleteMedia, Key: key}, nil)
+}
+
+// deleteMedia is DeleteMedia in the writer.
+func (s *SQLite) deleteMedia(tx *txn, key string) error {
+	return tx.exec("DELETE FROM media WHERE key = ?", key)
 }

@@ -157,8 +157,8 @@ type Batch struct {
 	QueryBody []byte
 	QueryTTL  time.Duration
 	// QueryAt is the signed query's timestamp (part of Query), zero when
-	// unknown: the embedded store files its bindings under it, so that
-	// they are written in time order.
+	// unknown: a query signed no later than a binding the embedded store
+	// had to forget while in force is refused (sqlite_bindings.go).
 	QueryAt time.Time
 
 	// ClearState forgets the conversation state of the openid it names,

@@ -34,6 +34,7 @@ func TestKill9UnderStreamLosesNothing(t *testing.T) {
 	p := startWxreply(t, wx.env(dir, rules))
 	s := newStream(40, p.base)
 	inDoubt := 0
+	var restarted []*process
 	const rounds = 5
 	for round := range rounds {
 		ctx, stop := context.WithCancel(context.Background())
@@ -56,6 +57,7 @@ func TestKill9UnderStreamLosesNothing(t *testing.T) {
 		t.Logf("round %d: %d acknowledged so far, %d calls in doubt", round, len(s.ackedReplies()), inDoubt)
 		p = startWxreply(t, wx.env(dir, rules))
 		s.setBase(p.base)
+		restarted = append(restarted, p)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	s.flush(ctx) // WeChat's retries of what was not acknowledged
@@ -77,6 +79,19 @@ func TestKill9UnderStreamLosesNothing(t *testing.T) {
 		t.Errorf("%d duplicate replies, more than the %d calls in flight at the kills", dups, inDoubt)
 	}
 	s.checkAckOrder(t, byUser)
+	// The kills come under a stream: most find batches in the journal
+	// that SQLite had not committed, which the restart must run again.
+	// (By now each restart's log is written out.)
+	fromJournal := 0
+	for _, p := range restarted {
+		if len(p.logs.lines("batches recorded in the journal after the last commit were run again")) > 0 {
+			fromJournal++
+		}
+	}
+	t.Logf("%d of %d restarts ran batches again from the journal", fromJournal, rounds)
+	if fromJournal == 0 {
+		t.Errorf("no restart found a batch in the journal: the kills did not test it")
+	}
 	for code, n := range s.codes {
 		if code != http.StatusOK && code != http.StatusServiceUnavailable {
 			t.Errorf("%d callbacks answered %d", n, code)
