@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // CountRows counts the rows of table, for tests that check what pruning
@@ -60,3 +61,14 @@ func (s *SQLite) Dump(ctx context.Context) (string, error) {
 
 // FailCommits makes the next n commits of the journaled transaction fail.
 func (s *SQLite) FailCommits(n int) { s.failCommit.Store(int32(n)) }
+
+// Prune runs a chunk of the housekeeping's pruning at now, journaled as
+// the housekeeping's are.
+func (s *SQLite) Prune(ctx context.Context, now time.Time) error {
+	var out opOut
+	rec := &opRec{Kind: opPrune, Now: now}
+	return s.submit(ctx, &op{ctx: ctx, kind: opPrune, rec: rec, write: true, done: make(chan struct{}), fn: func(tx *txn) error {
+		rec.Key = s.windowCursor // as pruneChunk takes it, in the writer
+		return s.apply(tx, rec, &out)
+	}})
+}

@@ -99,10 +99,11 @@ type SQLite struct {
 
 	lock *os.File // the directory's lock, nil in memory
 
-	ops     chan *op
-	stopped chan struct{} // closed by Close
-	done    chan struct{} // closed when the writer returned
-	closeMu sync.Once
+	ops          chan *op
+	stopped      chan struct{} // closed by Close
+	done         chan struct{} // closed when the writer returned
+	checkpointed chan struct{} // closed when the checkpointer returned
+	closeMu      sync.Once
 
 	health     atomic.Pointer[error] // nil: writable; see Healthy
 	lose       atomic.Bool           // tests: Close loses the open transaction, as a kill -9 would
@@ -162,12 +163,13 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 	}
 	s := &SQLite{
 		o: o, log: o.Logger,
-		ops:      make(chan *op, 4*maxBatch),
-		stopped:  make(chan struct{}),
-		done:     make(chan struct{}),
-		stmts:    make(map[string]*sql.Stmt),
-		touched:  make(map[int64]int64),
-		bindings: newBindingTable(o.BindingSlots),
+		ops:          make(chan *op, 4*maxBatch),
+		stopped:      make(chan struct{}),
+		done:         make(chan struct{}),
+		checkpointed: make(chan struct{}),
+		stmts:        make(map[string]*sql.Stmt),
+		touched:      make(map[int64]int64),
+		bindings:     newBindingTable(o.BindingSlots),
 	}
 	dsn := "file::memory:"
 	if o.Dir != "" {
@@ -189,6 +191,11 @@ func OpenSQLite(o SQLiteOptions) (*SQLite, error) {
 		return nil, err
 	}
 	go s.writer()
+	if o.Dir != "" {
+		go s.checkpointer()
+	} else {
+		close(s.checkpointed)
+	}
 	return s, nil
 }
 
@@ -200,11 +207,13 @@ var pragmas = []string{
 	"PRAGMA foreign_keys=OFF",
 	"PRAGMA temp_store=MEMORY",
 	"PRAGMA cache_size=-65536", // 64 MB of page cache: a backlog of 100,000s of replies stays in it
-	// The writer checkpoints when the WAL passes 1,000 pages (SQLite's
-	// default): a few milliseconds every few thousand callbacks. (A
-	// second connection checkpointing beside the writer was tried: it
-	// left the writer's COMMIT waiting up to 1.4 s now and then.)
-	"PRAGMA wal_autocheckpoint=1000",
+	// In a directory, a connection of its own checkpoints beside the
+	// writer (checkpointer). The writer checkpoints too once the WAL
+	// passes 16,000 pages, by then mostly copied: the WAL starts again
+	// only when a write transaction begins with all of it copied, which
+	// under a steady load the checkpointer alone never sees. In memory
+	// the writer does it all.
+	"PRAGMA wal_autocheckpoint=16000",
 	"PRAGMA journal_size_limit=67108864",
 }
 
@@ -214,6 +223,9 @@ func (s *SQLite) open(dsn string) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	db.SetMaxOpenConns(1)
+	if s.o.Dir != "" {
+		db.SetMaxOpenConns(2) // the writer's and the checkpointer's
+	}
 	s.db = db
 	ctx := context.Background()
 	conn, err := db.Conn(ctx)
@@ -351,6 +363,7 @@ func (s *SQLite) release() {
 func (s *SQLite) Close() error {
 	s.closeMu.Do(func() { close(s.stopped) })
 	<-s.done
+	<-s.checkpointed
 	for _, st := range s.stmts {
 		st.Close()
 	}
@@ -366,6 +379,42 @@ func (s *SQLite) Close() error {
 	}
 	s.release()
 	return err
+}
+
+// checkpointEvery is how often the checkpointer copies the WAL's pages
+// into the database.
+const checkpointEvery = 500 * time.Millisecond
+
+// checkpointer copies committed pages from the WAL into the database, on
+// a connection of its own, while the writer goes on. A checkpoint of a
+// busy store takes tens of milliseconds; in the writer, every callback
+// waiting behind it waited as long (issue 11's p99). A PASSIVE
+// checkpoint takes no lock a writer needs and never waits.
+func (s *SQLite) checkpointer() {
+	defer close(s.checkpointed)
+	ctx := context.Background()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		s.log.Error("store: the checkpointer has no connection; the writer checkpoints alone", "store", s.where(), "error", err.Error())
+		return
+	}
+	defer conn.Close()
+	tick := time.NewTicker(checkpointEvery)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-tick.C:
+		}
+		var busy, wal, copied int
+		err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &wal, &copied)
+		if err != nil && !failing {
+			s.log.Warn("store: a checkpoint failed", "store", s.where(), "error", err.Error())
+		}
+		failing = err != nil
+	}
 }
 
 // Healthy is nil while the store can record what it is asked to: a
@@ -596,13 +645,15 @@ func (s *SQLite) commitTxn() error {
 func (s *SQLite) recover() {
 	ctx := context.Background()
 	s.lastRecover = time.Now()
-	if s.inTxn {
-		_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
-		s.inTxn = false
-	}
+	// Whatever SQLite still holds of the transaction goes (an error when
+	// it holds none).
+	_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
+	s.inTxn = false
 	if s.broken == nil {
 		s.broken = errors.New("store: the journaled transaction was lost")
 	}
+	broken := s.broken
+	s.health.Store(&broken)
 	s.touched = make(map[int64]int64)
 	s.bindings = newBindingTable(s.o.BindingSlots)
 	err := loadBindings(ctx, s.conn, s.bindings, ms(s.o.Now()))
@@ -629,6 +680,7 @@ func (s *SQLite) recover() {
 			s.inTxn = false
 		}
 		s.broken = s.dbErr(err)
+		s.health.Store(&s.broken)
 		s.log.Error("store: the journal could not be run again; every operation fails until it can", "store", s.where(), "error", err.Error())
 		return
 	}
@@ -686,14 +738,17 @@ func (s *SQLite) prunePeriodically(now time.Time) {
 // one chunk at most. When it leaves more to prune (a busy server's marks
 // outgrow a chunk a round), the writer runs the next chunks between its
 // batches (pruneBehind), each at least pruneGap after the last.
+//
+// A chunk is journaled like the callers' operations: the operations after
+// it in the same transaction ran on what it left (a deleted item's seq can
+// be the next item's), so running them again after a crash needs it too.
 func (s *SQLite) pruneChunk(now time.Time) {
-	more := false
-	s.run([]*op{{ctx: context.Background(), write: true, done: make(chan struct{}), fn: func(tx *txn) error {
-		var err error
-		more, err = s.prune(tx, now)
-		return err
+	var out opOut
+	rec := &opRec{Kind: opPrune, Now: now, Key: s.windowCursor}
+	s.run([]*op{{ctx: context.Background(), kind: opPrune, rec: rec, write: true, done: make(chan struct{}), fn: func(tx *txn) error {
+		return s.apply(tx, rec, &out)
 	}}})
-	s.pruneBehind, s.lastChunk = more, time.Now()
+	s.pruneBehind, s.lastChunk = out.found, time.Now()
 }
 
 // run executes a batch in one transaction. When a statement fails the

@@ -33,8 +33,10 @@ import (
 // again, in order, from the state SQLite committed: each operation does
 // what it did the first time, since what it does depends only on its
 // arguments (every time is one) and on that state. Operations that
-// changed nothing (a logical error: a lease lost, a query reused) and the
-// housekeeping (pruning, which may as well run later) are not journaled.
+// changed nothing (a logical error: a lease lost, a query reused) are not
+// journaled. The pruning is (with the windows' sweep cursor): what follows
+// it in the transaction ran on what it left, down to the seq a new item
+// takes after the last one is deleted.
 //
 // Each batch runs in a savepoint of the open transaction, so that a
 // failed statement takes back its batch alone. If SQLite cannot commit,
@@ -64,6 +66,7 @@ const (
 	opTemplateFinished = "TemplateFinished"
 	opPutMedia         = "PutMedia"
 	opDeleteMedia      = "DeleteMedia"
+	opPrune            = "Prune" // a chunk of the housekeeping, with the windows' sweep cursor in Key
 )
 
 // opRec is a write operation: its kind and its arguments, as the journal
@@ -123,6 +126,11 @@ func (s *SQLite) apply(tx *txn, r *opRec, out *opOut) error {
 		return s.putMedia(tx, r.Key, r.Media)
 	case opDeleteMedia:
 		return s.deleteMedia(tx, r.Key)
+	case opPrune:
+		s.windowCursor = r.Key
+		var err error
+		out.found, err = s.prune(tx, r.Now)
+		return err
 	}
 	return fmt.Errorf("an operation of unknown kind %q", r.Kind)
 }
@@ -322,8 +330,15 @@ func (s *SQLite) replay(recs []journalRecord, held uint64) (bool, error) {
 		}
 		tx := &txn{s: s, ctx: context.Background()}
 		for i := range rec.ops {
-			if err := s.apply(tx, &rec.ops[i], &opOut{}); err != nil && !logical(err) {
+			err := s.apply(tx, &rec.ops[i], &opOut{})
+			if err != nil && !logical(err) {
 				return ran, fmt.Errorf("record %d, %s: %w", rec.seq, rec.ops[i].Kind, err)
+			}
+			if err != nil {
+				// It succeeded the first time: running it again did not
+				// do what it did, which nothing should make happen.
+				s.log.Error("store: an operation run again from the journal did not do what it did the first time",
+					"store", s.where(), "record", rec.seq, "operation", rec.ops[i].Kind, "error", err.Error())
 			}
 		}
 		for _, b := range tx.bound {

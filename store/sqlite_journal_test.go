@@ -35,7 +35,10 @@ func newJournaledPair(t *testing.T, commitEach time.Duration) *journaledPair {
 }
 
 func (p *journaledPair) open(i int) *store.SQLite {
-	s, err := store.OpenSQLite(store.SQLiteOptions{Dir: p.dirs[i], Logger: quiet, CommitEvery: p.commitEach, Now: func() time.Time { return base }})
+	// Short lifetimes, so that the pruning the test runs deletes items,
+	// marks, bindings, windows and early reports.
+	s, err := store.OpenSQLite(store.SQLiteOptions{Dir: p.dirs[i], Logger: quiet, CommitEvery: p.commitEach, Now: func() time.Time { return base },
+		Retention: 10 * time.Minute, WindowTTL: 30 * time.Minute})
 	if err != nil {
 		p.t.Fatalf("OpenSQLite: %v", err)
 	}
@@ -95,7 +98,7 @@ func TestJournalRunAgain(t *testing.T) {
 			for step := range 400 {
 				now = now.Add(time.Duration(rng.IntN(90)) * time.Second)
 				var answers [2]string
-				switch k := rng.IntN(12); {
+				switch k := rng.IntN(14); {
 				case k < 4:
 					n++
 					u := users[rng.IntN(len(users))]
@@ -165,9 +168,13 @@ func TestJournalRunAgain(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-				default:
+				case k == 11:
 					for i, s := range p.s {
 						answers[i] = fmt.Sprint(s.Pause(ctx, now.Add(30*time.Second)), s.DeleteMedia(ctx, "f1"))
+					}
+				default:
+					for i, s := range p.s {
+						answers[i] = fmt.Sprint(s.Prune(ctx, now))
 					}
 				}
 				if answers[0] != answers[1] {
@@ -323,5 +330,46 @@ func TestJournalCommitFails(t *testing.T) {
 	}
 	if st, ok, _ := s.Status(ctx, "c"); ok {
 		t.Errorf("the refused batch was recorded: %+v", st)
+	}
+}
+
+// TestJournalAfterPruning: batches that followed a pruning in the same
+// transaction are run again on what the pruning left: an item accepted
+// after the newest one was pruned takes its seq, and so does the record
+// of its delivery; an ID used again after its item was pruned is taken.
+func TestJournalAfterPruning(t *testing.T) {
+	for _, id := range []string{"b", "a"} {
+		t.Run("new item "+id, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := t.Context()
+			clk := newClock(base)
+			o := store.SQLiteOptions{Dir: dir, Logger: quiet, CommitEvery: time.Hour, Retention: time.Hour, Now: clk.Now}
+			s := openSQLite(t, o)
+			accept(t, s, base, item("a", "u1", nil))
+			complete(t, s, claim(t, s, base)[0], base)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			later := base.Add(2 * time.Hour)
+			clk.set(later)
+			s = openSQLite(t, o)
+			clk.housekept(t) // prunes "a", the newest item, in the open transaction
+			if n, err := s.CountRows(ctx, "items"); err != nil || n != 0 {
+				t.Fatalf("after the pruning: %d items, %v", n, err)
+			}
+			accept(t, s, later, item(id, "u1", nil))
+			c := claim(t, s, later)
+			if len(c) != 1 {
+				t.Fatalf("claimed %d, want the new item", len(c))
+			}
+			complete(t, s, c[0], later)
+			if err := s.CloseLosingTxn(); err != nil {
+				t.Fatal(err)
+			}
+			s = openSQLite(t, o)
+			if st, ok, err := s.Status(ctx, id); err != nil || !ok || st.State != store.StateDelivered {
+				t.Errorf("the item delivered before the crash: %+v, %v, %v; want it delivered (not sent again)", st, ok, err)
+			}
+		})
 	}
 }

@@ -205,17 +205,18 @@ func migrateBindings(ctx context.Context, conn *sql.Conn) error {
 	return nil
 }
 
-// loadBindings fills t with the newest bindings of the log in force at
-// now, oldest first; the signed time of the newest of those it had no
-// room for is its horizon.
+// loadBindings fills t with the newest bindings of the log, oldest first
+// (whether one is still in force is up to the batch that looks it up:
+// pruning keeps the log to about their lifetime); the signed time of the
+// newest binding in force at now that it had no room for is its horizon.
 func loadBindings(ctx context.Context, conn *sql.Conn, t *bindingTable, now int64) error {
 	var horizon sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT MAX(at) FROM (SELECT at FROM bindings WHERE expires * 1000 > ? ORDER BY seq DESC LIMIT -1 OFFSET ?)",
-		now, len(t.ring)).Scan(&horizon); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT MAX(at) FROM (SELECT at, expires FROM bindings ORDER BY seq DESC LIMIT -1 OFFSET ?) WHERE expires * 1000 > ?",
+		len(t.ring), now).Scan(&horizon); err != nil {
 		return fmt.Errorf("store: reading the signed queries: %w", err)
 	}
-	rows, err := conn.QueryContext(ctx, "SELECT key, body, at, expires FROM (SELECT seq, key, body, at, expires FROM bindings WHERE expires * 1000 > ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-		now, len(t.ring))
+	rows, err := conn.QueryContext(ctx, "SELECT key, body, at, expires FROM (SELECT seq, key, body, at, expires FROM bindings ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+		len(t.ring))
 	if err != nil {
 		return fmt.Errorf("store: reading the signed queries: %w", err)
 	}
