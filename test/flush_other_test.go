@@ -1,0 +1,6 @@
+//go:build !unix
+
+package test
+
+// flushWrites: see flush_unix_test.go.
+func flushWrites() {}
