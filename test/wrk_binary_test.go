@@ -63,7 +63,7 @@ func TestWrkBinary(t *testing.T) {
 	run := 0
 	load := func(name, base, kind string) wrkResult {
 		run++
-		flushWrites() // the last run's server's writes, before this one
+		flushWrites()                                                                // the last run's server's writes, before this one
 		r, err := runWrkBody(t, script, base, 32, duration, run*1_000_000_000, kind) // each run its own MsgIds
 		if err != nil {
 			t.Fatal(err)
