@@ -63,7 +63,8 @@ func TestWrkBinary(t *testing.T) {
 	run := 0
 	load := func(name, base, kind string) wrkResult {
 		run++
-		flushWrites()                                                                // the last run's server's writes, before this one
+		// The last run's server's writes go out before this run.
+		flushWrites()
 		r, err := runWrkBody(t, script, base, 32, duration, run*1_000_000_000, kind) // each run its own MsgIds
 		if err != nil {
 			t.Fatal(err)
