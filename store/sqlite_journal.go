@@ -70,7 +70,11 @@ const (
 )
 
 // opRec is a write operation: its kind and its arguments, as the journal
-// keeps them.
+// keeps them. JSON keeps every byte slice as it was; a string that is not
+// UTF-8 would come back with U+FFFD in place of its bad bytes, which only
+// an error text or a media file's name can be (an XML or JSON request's
+// strings are UTF-8 by then): the text reads the same, and the file is
+// uploaded again.
 type opRec struct {
 	Kind   string        `json:"k"`
 	Batch  *Batch        `json:"b,omitempty"`
