@@ -199,17 +199,10 @@ func openJournal(dir string) (*journal, []journalRecord, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("store journal: %w", err)
 	}
-	j := &journal{f: f}
-	var recs []journalRecord
-	for off := 0; ; {
-		r, n, ok := parseJournalRecord(data[off:])
-		if !ok {
-			break
-		}
-		recs = append(recs, r)
-		j.seq = r.seq
-		off += n
-		j.size = int64(off)
+	recs, whole := parseJournal(data)
+	j := &journal{f: f, size: int64(whole)}
+	if len(recs) > 0 {
+		j.seq = recs[len(recs)-1].seq
 	}
 	if j.size != int64(len(data)) {
 		if err := f.Truncate(j.size); err != nil {
@@ -222,6 +215,19 @@ func openJournal(dir string) (*journal, []journalRecord, error) {
 		return nil, nil, fmt.Errorf("store journal: %w", err)
 	}
 	return j, recs, nil
+}
+
+// parseJournal reads the records of data up to the first that is not
+// whole, and the length they take.
+func parseJournal(data []byte) (recs []journalRecord, whole int) {
+	for {
+		r, n, ok := parseJournalRecord(data[whole:])
+		if !ok {
+			return recs, whole
+		}
+		recs = append(recs, r)
+		whole += n
+	}
 }
 
 // parseJournalRecord reads the record at the start of data and its
@@ -295,14 +301,9 @@ func (j *journal) records() ([]journalRecord, error) {
 	if _, err := j.f.ReadAt(data, 0); err != nil {
 		return nil, fmt.Errorf("store journal: %w", err)
 	}
-	var recs []journalRecord
-	for off := 0; off < len(data); {
-		r, n, ok := parseJournalRecord(data[off:])
-		if !ok {
-			return nil, errors.New("store journal: a damaged record")
-		}
-		recs = append(recs, r)
-		off += n
+	recs, whole := parseJournal(data)
+	if whole != len(data) {
+		return nil, errors.New("store journal: a damaged record")
 	}
 	return recs, nil
 }
