@@ -297,10 +297,7 @@ func (s *SQLite) openJournal(ctx context.Context) error {
 	}
 	ran, err := s.replay(recs, held)
 	if err != nil {
-		if s.inTxn {
-			_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
-			s.inTxn = false
-		}
+		s.dropTxn()
 		return fmt.Errorf("running the journal again: %w", err)
 	}
 	if ran {
@@ -558,9 +555,8 @@ func (s *SQLite) writer() {
 					if len(batch) > 0 {
 						s.run(batch)
 					}
-					if s.inTxn && s.lose.Load() {
-						_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
-						s.inTxn = false
+					if s.lose.Load() {
+						s.dropTxn()
 					}
 					if s.inTxn {
 						if err := s.commitTxn(); err != nil {
@@ -639,6 +635,15 @@ func (s *SQLite) commitDue(commit *time.Timer) {
 	}
 }
 
+// dropTxn rolls the journaled transaction back, if open (SQLite answers
+// an error when it holds none).
+func (s *SQLite) dropTxn() {
+	if s.inTxn {
+		_, _ = s.conn.ExecContext(context.Background(), "ROLLBACK")
+		s.inTxn = false
+	}
+}
+
 // commitTxn commits the journaled transaction with the number of the
 // last journal record it holds, and empties the journal. When the COMMIT
 // fails the transaction is rolled back, and the store is broken until
@@ -681,10 +686,10 @@ func (s *SQLite) commitTxn() error {
 func (s *SQLite) recover() {
 	ctx := context.Background()
 	s.lastRecover = time.Now()
-	// Whatever SQLite still holds of the transaction goes (an error when
-	// it holds none).
-	_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
-	s.inTxn = false
+	// Whatever SQLite still holds of the transaction goes, whatever
+	// inTxn says.
+	s.inTxn = true
+	s.dropTxn()
 	if s.broken == nil {
 		s.broken = errors.New("store: the journaled transaction was lost")
 	}
@@ -711,10 +716,7 @@ func (s *SQLite) recover() {
 		}
 	}
 	if err != nil {
-		if s.inTxn {
-			_, _ = s.conn.ExecContext(ctx, "ROLLBACK")
-			s.inTxn = false
-		}
+		s.dropTxn()
 		s.broken = s.dbErr(err)
 		s.health.Store(&s.broken)
 		s.log.Error("store: the journal could not be run again; every operation fails until it can", "store", s.where(), "error", err.Error())
@@ -855,9 +857,7 @@ func (s *SQLite) runTxn(ops []*op) error {
 		}
 		return err
 	}
-	for _, b := range tx.bound {
-		s.bindings.add(b.binding, b.now)
-	}
+	s.bindings.addAll(tx.bound)
 	s.ended(tx, ops, start, "begin_ms", began.Milliseconds(), "statements_ms", (ran - began).Milliseconds())
 	return nil
 }
@@ -944,9 +944,7 @@ func (s *SQLite) runJournaled(ops []*op) error {
 		s.inTxn = false
 		s.recover()
 	} else {
-		for _, b := range tx.bound {
-			s.bindings.add(b.binding, b.now)
-		}
+		s.bindings.addAll(tx.bound)
 	}
 	s.ended(tx, ops, start, "statements_ms", ran.Milliseconds())
 	return nil

@@ -122,6 +122,13 @@ func (t *bindingTable) add(b binding, now int64) {
 	t.index[i] = uint32(slot + 1)
 }
 
+// addAll records the bindings a transaction made, once it committed.
+func (t *bindingTable) addAll(made []madeBinding) {
+	for _, b := range made {
+		t.add(b.binding, b.now)
+	}
+}
+
 // remove takes key out of the index if it points at slot.
 func (t *bindingTable) remove(key uint64, slot int) {
 	i := key & t.mask

@@ -346,9 +346,7 @@ func (s *SQLite) replay(recs []journalRecord, held uint64) (bool, error) {
 					"store", s.where(), "record", rec.seq, "operation", rec.ops[i].Kind, "error", err.Error())
 			}
 		}
-		for _, b := range tx.bound {
-			s.bindings.add(b.binding, b.now)
-		}
+		s.bindings.addAll(tx.bound)
 		ran = true
 	}
 	return ran, nil
