@@ -68,8 +68,12 @@ func TestLeaseRunsOutDuringTheCall(t *testing.T) {
 	st := memStore(t)
 	clk := newClock()
 	res := newResults()
-	// e1 does not look for work by itself again before e2 has the lane.
-	e1, _ := newEngine(t, delivery.Options{Client: c, Store: st, Now: clk.Now, Lease: time.Minute, Logger: log, PollEvery: time.Hour}, res)
+	// e1 does not look for work by itself again before e2 has the lane:
+	// its one slot is taken by the held send, and it polls once an hour.
+	// (With a slot free, its dispatcher claims again after its first
+	// claim, and under load that could come after the clock moved on:
+	// e1 took the lane back and delivered, a flake of 1 in 50.)
+	e1, _ := newEngine(t, delivery.Options{Client: c, Store: st, Now: clk.Now, Lease: time.Minute, Logger: log, PollEvery: time.Hour, InFlight: 1}, res)
 	e1.Start()
 	ids := accept(t, e1, textOut("u", "x"))
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
