@@ -295,12 +295,11 @@ func (s *SQLite) openJournal(ctx context.Context) error {
 			break
 		}
 	}
-	ran, err := s.replay(recs, held)
-	if err != nil {
+	if err := s.replay(recs, held); err != nil {
 		s.dropTxn()
 		return fmt.Errorf("running the journal again: %w", err)
 	}
-	if ran {
+	if s.inTxn { // replay ran records
 		// Only a process that died leaves them: worth a warning.
 		s.log.Warn("store: the last run did not stop cleanly; batches recorded in the journal after the last commit were run again",
 			"store", s.where(), "records", j.seq-held)
@@ -696,7 +695,7 @@ func (s *SQLite) recover() {
 	broken := s.broken
 	s.health.Store(&broken)
 	s.touched = make(map[int64]int64)
-	s.bindings = newBindingTable(s.o.BindingSlots)
+	s.bindings.reset()
 	err := loadBindings(ctx, s.conn, s.bindings, ms(s.o.Now()))
 	var recs []journalRecord
 	var held uint64
@@ -707,7 +706,7 @@ func (s *SQLite) recover() {
 		held, err = journalHeld(ctx, s.conn)
 	}
 	if err == nil {
-		_, err = s.replay(recs, held)
+		err = s.replay(recs, held)
 	}
 	if err == nil && s.inTxn {
 		err = s.commitTxn()
@@ -908,16 +907,13 @@ func (s *SQLite) runJournaled(ops []*op) error {
 	// error SQLite answers by rolling it back), the journal is run again.
 	undo := func() {
 		if err := tx.exec("ROLLBACK TO batch"); err != nil {
-			s.inTxn = false
 			s.recover() // the memory of touched windows goes back with it
 			return
 		}
 		_ = tx.exec("RELEASE batch")
-		for i := len(tx.undo) - 1; i >= 0; i-- {
-			tx.undo[i]()
-		}
+		tx.undoMemory()
 	}
-	var recs []opRec
+	recs := make([]opRec, 0, len(ops))
 	for _, o := range ops {
 		err := o.fn(tx)
 		if err != nil && !logical(err) {
@@ -941,7 +937,6 @@ func (s *SQLite) runJournaled(ops []*op) error {
 	if err := tx.exec("RELEASE batch"); err != nil {
 		// Not expected: the batch is in the journal, so run it again
 		// (its bindings with it).
-		s.inTxn = false
 		s.recover()
 	} else {
 		s.bindings.addAll(tx.bound)
@@ -1012,6 +1007,12 @@ type madeBinding struct {
 // rollback rolls the transaction back, in the database and in memory.
 func (t *txn) rollback() {
 	_, _ = t.s.conn.ExecContext(t.ctx, "ROLLBACK")
+	t.undoMemory()
+}
+
+// undoMemory takes back, last first, what the transaction's ops changed
+// in memory.
+func (t *txn) undoMemory() {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		t.undo[i]()
 	}

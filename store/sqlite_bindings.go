@@ -83,6 +83,13 @@ func newBindingTable(slots int) *bindingTable {
 	return &bindingTable{ring: make([]binding, slots), index: make([]uint32, n), mask: uint64(n - 1)}
 }
 
+// reset empties t, as newBindingTable made it, keeping its memory.
+func (t *bindingTable) reset() {
+	clear(t.ring)
+	clear(t.index)
+	t.next, t.used, t.horizon = 0, 0, 0
+}
+
 // find returns the binding of key, live or not.
 func (t *bindingTable) find(key uint64) (binding, bool) {
 	for i := key & t.mask; ; i = (i + 1) & t.mask {

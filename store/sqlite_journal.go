@@ -320,16 +320,15 @@ func journalHeld(ctx context.Context, conn *sql.Conn) (uint64, error) {
 }
 
 // replay runs in a new transaction the records the database does not
-// hold, and leaves it open. It reports whether there were any.
-func (s *SQLite) replay(recs []journalRecord, held uint64) (bool, error) {
-	ran := false
+// hold, and leaves it open; with none, it begins none.
+func (s *SQLite) replay(recs []journalRecord, held uint64) error {
 	for _, rec := range recs {
 		if rec.seq <= held {
 			continue
 		}
 		if !s.inTxn {
 			if _, err := s.conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
-				return ran, err
+				return err
 			}
 			s.inTxn, s.txnBegan = true, time.Now()
 		}
@@ -337,7 +336,7 @@ func (s *SQLite) replay(recs []journalRecord, held uint64) (bool, error) {
 		for i := range rec.ops {
 			err := s.apply(tx, &rec.ops[i], &opOut{})
 			if err != nil && !logical(err) {
-				return ran, fmt.Errorf("record %d, %s: %w", rec.seq, rec.ops[i].Kind, err)
+				return fmt.Errorf("record %d, %s: %w", rec.seq, rec.ops[i].Kind, err)
 			}
 			if err != nil {
 				// It succeeded the first time: running it again did not
@@ -347,7 +346,6 @@ func (s *SQLite) replay(recs []journalRecord, held uint64) (bool, error) {
 			}
 		}
 		s.bindings.addAll(tx.bound)
-		ran = true
 	}
-	return ran, nil
+	return nil
 }
