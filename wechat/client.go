@@ -273,8 +273,9 @@ func (c *Client) postJSON(ctx context.Context, api string, v, out any) error {
 
 // callWithToken makes one authenticated call. An answer that the token is
 // invalid, expired or missing drops that token (here and in the
-// TokenStore), fetches a new one and repeats the call once: a second
-// token error is returned as it is.
+// TokenStore), fetches a new one and repeats the call once; a refusal of
+// the replacement pauses the Client's calls (token_refused.go) and is
+// returned as the retryable *TokenRefusedError.
 func (c *Client) callWithToken(ctx context.Context, api string, query url.Values, contentType string, body []byte, timeout time.Duration, out any) error {
 	if err := c.refusals.paused(c.now()); err != nil {
 		return err
@@ -299,8 +300,8 @@ func (c *Client) callWithToken(ctx context.Context, api string, query url.Values
 		isAPI := errors.As(err, &ae)
 		if isAPI && IsTokenError(ae.Code) {
 			current, _ := c.tokens.get()
-			refetch, pause, began := c.refusals.refused(ae, tok, current, c.now())
-			if attempt == 0 && refetch {
+			refetch, pause, began := c.refusals.refused(ae, tok, current, c.now(), attempt > 0)
+			if refetch {
 				c.log.Warn("wechat rejected the access token; fetching a new one", "api", api, "errcode", ae.Code)
 				if err := c.dropToken(ctx, tok); err != nil {
 					return err

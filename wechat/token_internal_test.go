@@ -170,3 +170,39 @@ func TestCloseAbortsSharedCalls(t *testing.T) {
 		t.Errorf("Close left a failure pause: %v", err)
 	}
 }
+
+// TestRefusedReplacementPauses: a call whose replacement token is refused
+// too gets the pause, never a refetch it cannot make. In a burst, another
+// call may drop the shared token while this one's replacement (which
+// stable_token can answer the same as the token refused) is on its way;
+// the call then saw "the token already replaced, the cache holding none":
+// a refetch, which on its second attempt it returned as a final 40001 —
+// a reply the outbox would have recorded as failed (CI, once, in
+// TestTokenRefusedBurstOnePause).
+func TestRefusedReplacementPauses(t *testing.T) {
+	now := time.Now()
+	refused := &APIError{Code: ErrCodeInvalidCredential}
+	var r refusals
+	if refetch, pause, _ := r.refused(refused, "T0", "", now, false); !refetch || pause != nil {
+		t.Fatalf("first refusal: refetch %v, pause %v; want a refetch", refetch, pause)
+	}
+	// Another call of the burst, set out with T0: it takes the
+	// replacement.
+	if refetch, _, _ := r.refused(refused, "T0", "", now, false); !refetch {
+		t.Fatal("a refusal of the token already replaced, in its burst: want a refetch")
+	}
+	// The replacement came back as T0, and another call dropped it.
+	refetch, pause, began := r.refused(refused, "T0", "", now, true)
+	if refetch || pause == nil || !began {
+		t.Fatalf("the replacement refused: refetch %v, pause %v, began %v; want a pause that begins", refetch, pause, began)
+	}
+	if !pause.Until.Equal(now.Add(tokenRefusedPause)) {
+		t.Errorf("pause until %s, want %s", pause.Until, now.Add(tokenRefusedPause))
+	}
+	// A replacement refused long after the last refetch is paused too.
+	var late refusals
+	late.refused(refused, "T0", "", now, false)
+	if refetch, pause, _ := late.refused(refused, "T1", "T1", now.Add(2*tokenRefetchMin), true); refetch || pause == nil {
+		t.Errorf("a replacement refused after %v: refetch %v, pause %v; want a pause", 2*tokenRefetchMin, refetch, pause)
+	}
+}

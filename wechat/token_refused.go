@@ -67,19 +67,21 @@ func (r *refusals) paused(now time.Time) error {
 
 // refused records a refusal of a token at now. It reports whether the
 // token may be replaced (refetch), or else the pause that begins.
+// replacement says the call already replaced its token once: it is never
+// told to refetch, since it makes no third attempt.
 //
 // A refusal of the token already replaced, while the cache holds another
 // or none yet (current: the replacement may be on its way), is one of its
 // burst (calls that set out with it before it was replaced): it takes the
 // replacement, which costs no further fetch. A replacement that came back
 // the same (stable_token answers the token in force) is no replacement.
-func (r *refusals) refused(answer *APIError, tok, current string, now time.Time) (refetch bool, pause *TokenRefusedError, began bool) {
+func (r *refusals) refused(answer *APIError, tok, current string, now time.Time, replacement bool) (refetch bool, pause *TokenRefusedError, began bool) {
 	code := answer.Code
 	r.count.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.active.Store(true)
-	if tok == r.replaced && current != tok {
+	if !replacement && tok == r.replaced && current != tok {
 		return true, nil, false
 	}
 	if r.pause != nil && now.Before(r.pause.Until) {
@@ -87,7 +89,7 @@ func (r *refusals) refused(answer *APIError, tok, current string, now time.Time)
 		// as it is, not lengthened by its own burst.
 		return false, r.pause, false
 	}
-	if r.lastRefetch.IsZero() || now.Sub(r.lastRefetch) >= tokenRefetchMin {
+	if !replacement && (r.lastRefetch.IsZero() || now.Sub(r.lastRefetch) >= tokenRefetchMin) {
 		r.lastRefetch, r.replaced = now, tok
 		return true, nil, false
 	}
